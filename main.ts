@@ -1,0 +1,153 @@
+/**
+ * task-runner command line: `run` the service, `enqueue` a task.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { describeConfig, OPTIONS, resolveConfig } from "./runner/config.ts";
+import { enqueue } from "./runner/enqueue.ts";
+import { loadGrants } from "./runner/grants.ts";
+import { createKafka, createProducer } from "./runner/kafka.ts";
+import { startLocalBroker } from "./runner/local_broker.ts";
+import { logger, setUpLogging } from "./runner/logging.ts";
+import { Runner } from "./runner/runner.ts";
+
+const USAGE = `task-runner: run Deno functions triggered by Kafka messages
+
+Usage:
+  main.ts run [options]                       consume the task topic and run handlers
+  main.ts enqueue <handler> [json] [--key k]  produce one task (payload defaults to {})
+  main.ts help                                this text
+
+Options (flag, environment variable, default):
+${
+  OPTIONS.map((o) =>
+    `  --${o.flag.padEnd(20)} ${o.env.padEnd(18)} ${(o.default || '""').padEnd(16)} ${o.doc}`
+  ).join("\n")
+}
+`;
+
+function parse(args: string[]) {
+  const options: Record<string, { type: "string" }> = { key: { type: "string" } };
+  for (const o of OPTIONS) options[o.flag] = { type: "string" };
+  const { values, positionals } = parseArgs({
+    args,
+    options: { ...options, help: { type: "boolean", short: "h" } },
+    allowPositionals: true,
+  });
+  return { values: values as Record<string, string | boolean | undefined>, positionals };
+}
+
+async function run(flags: Record<string, string | undefined>): Promise<number> {
+  const config = resolveConfig(flags, Deno.env.toObject());
+  await setUpLogging({ level: config.logLevel, format: config.logFormat });
+  const log = logger("main");
+  let brokers = config.brokers;
+  if (brokers === null) {
+    log.warn(
+      "KAFKA_BROKERS is not set: starting the embedded local broker on 127.0.0.1:{port} " +
+        "(development only; it keeps running after the runner exits; stop it with `deno task broker stop`)",
+      { port: config.localBrokerPort },
+    );
+    brokers = [
+      await startLocalBroker({
+        port: config.localBrokerPort,
+        onLine: (line) => log.info("broker: {line}", { line }),
+      }),
+    ];
+  }
+  log.info("Starting with {config}", { config: describeConfig({ ...config, brokers }) });
+  const grants = await loadGrants(config.functionsConfig);
+  if (grants.size > 0) {
+    log.info("Grants for {functions} from {file}", {
+      functions: [...grants.keys()],
+      file: config.functionsConfig,
+    });
+  }
+  const runner = new Runner({ kafka: createKafka({ brokers }), settings: config, grants });
+
+  const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
+  let signals = 0;
+  const onSignal = (signal: Deno.Signal) => () => {
+    signals++;
+    if (signals === 1) {
+      log.info("Received {signal}: draining (send it again to force)", { signal });
+      requestStop(signal);
+    } else {
+      log.warn("Received {signal} again: killing running tasks now", { signal });
+      runner.kill(`forced by a second ${signal}`, true).then(() => Deno.exit(1));
+    }
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, onSignal(signal));
+  }
+
+  await runner.start();
+  await stopRequested;
+  await runner.stop();
+  return 0;
+}
+
+async function enqueueCommand(
+  positionals: string[],
+  flags: Record<string, string | undefined>,
+): Promise<number> {
+  const [handler, json = "{}"] = positionals;
+  if (!handler) {
+    console.error("enqueue: missing <handler>\n\n" + USAGE);
+    return 2;
+  }
+  let payload: unknown;
+  try {
+    payload = JSON.parse(json);
+  } catch (error) {
+    console.error(`enqueue: the payload is not valid JSON: ${(error as Error).message}`);
+    return 2;
+  }
+  const config = resolveConfig(flags, Deno.env.toObject());
+  await setUpLogging({ level: "warning", format: config.logFormat });
+  const brokers = config.brokers ?? [`127.0.0.1:${config.localBrokerPort}`];
+  const producer = createProducer(createKafka({ brokers, clientId: "task-runner-enqueue" }));
+  await producer.connect();
+  try {
+    const meta = await enqueue(producer, handler, payload, {
+      topic: config.topic,
+      key: flags.key,
+      handlerHeader: config.handlerHeader,
+    });
+    console.log(`enqueued ${handler} to ${meta.topicName}/${meta.partition}@${meta.baseOffset}`);
+  } finally {
+    await producer.disconnect();
+  }
+  return 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args);
+  const [command = "help", ...rest] = positionals;
+  const flags = Object.fromEntries(
+    Object.entries(values).filter(([, v]) => typeof v === "string"),
+  ) as Record<string, string>;
+  if (values.help || command === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  switch (command) {
+    case "run":
+      return await run(flags);
+    case "enqueue":
+      return await enqueueCommand(rest, flags);
+    default:
+      console.error(`Unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    const e = error as Error;
+    console.error(`task-runner: ${e.name}: ${e.message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * Runner configuration: flags over environment over defaults, validated in one place.
+ * @module
+ */
+import { resolve } from "node:path";
+import { ConfigError } from "./errors.ts";
+
+/** Resolved, validated configuration of a runner. */
+export interface RunnerConfig {
+  /** Kafka bootstrap servers; `null` means "start the embedded local broker". @default null */
+  brokers: string[] | null;
+  /** Topic the tasks are consumed from. @default "async_task" */
+  topic: string;
+  /** Consumer group id. @default "task-runner" */
+  groupId: string;
+  /** Folder holding `<name>.ts` handlers. @default "./functions" */
+  functionsDir: string;
+  /** Operator file with per-function grants; missing file = no grants. @default "./functions.json" */
+  functionsConfig: string;
+  /** Message header carrying the handler name. @default "php_worker" */
+  handlerHeader: string;
+  /** Maximum number of live handler processes. @default 100 */
+  maxRunning: number;
+  /** Time a task may run before it is killed. @default 30000 */
+  taskTimeoutMs: number;
+  /** Time between SIGTERM and SIGKILL when a child is stopped. @default 5000 */
+  killGraceMs: number;
+  /** On SIGTERM/SIGINT, time running tasks get to finish before they are killed. @default 25000 */
+  drainTimeoutMs: number;
+  /** V8 heap cap of each handler process, in MiB. @default 128 */
+  memoryMb: number;
+  /** Largest accepted payload in bytes; larger tasks are rejected. @default 1048576 */
+  maxPayloadBytes: number;
+  /** Partitions of the task topic when the runner has to create it. @default 4 */
+  topicPartitions: number;
+  /** Port of the embedded local broker (used only when `brokers` is null). @default 9092 */
+  localBrokerPort: number;
+  /** Lowest log level written. @default "info" */
+  logLevel: "debug" | "info" | "warning" | "error";
+  /** `json` lines, `pretty` text, or `auto` (pretty on a TTY, JSON otherwise). @default "auto" */
+  logFormat: "json" | "pretty" | "auto";
+}
+
+type Parser = (raw: string, name: string) => unknown;
+
+interface OptionSpec {
+  key: keyof RunnerConfig;
+  flag: string;
+  env: string;
+  default: string;
+  parse: Parser;
+  doc: string;
+}
+
+const fail = (name: string, must: string, raw: string): never => {
+  throw new ConfigError(
+    `Cannot start runner: ${name} must be ${must}, got ${JSON.stringify(raw)}`,
+  );
+};
+
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER): Parser => (raw, name) => {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    fail(name, `an integer from ${min} to ${max}`, raw);
+  }
+  return n;
+};
+
+const text = (pattern: RegExp, must: string): Parser => (raw, name) =>
+  pattern.test(raw) ? raw : fail(name, must, raw);
+
+const oneOf = (...values: string[]): Parser => (raw, name) =>
+  values.includes(raw) ? raw : fail(name, `one of ${values.join(", ")}`, raw);
+
+const brokers: Parser = (raw, name) => {
+  if (raw.trim() === "") return null;
+  const list = raw.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const b of list) {
+    if (!/^[\w.\-\[\]:]+:\d{1,5}$/.test(b)) fail(name, "a comma-separated list of host:port", raw);
+  }
+  return list;
+};
+
+/** Kafka topic names: legal characters, at most 249. */
+const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
+
+/** Every option: its flag, its environment variable, its default and how it is checked. */
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    key: "brokers",
+    flag: "brokers",
+    env: "KAFKA_BROKERS",
+    default: "",
+    parse: brokers,
+    doc: "Kafka bootstrap servers, comma-separated. Empty: start the embedded local broker.",
+  },
+  {
+    key: "topic",
+    flag: "topic",
+    env: "TASK_TOPIC",
+    default: "async_task",
+    parse: text(TOPIC, "a Kafka topic name ([A-Za-z0-9._-], 1-249 chars)"),
+    doc: "Topic the tasks are consumed from (created if missing).",
+  },
+  {
+    key: "groupId",
+    flag: "group",
+    env: "GROUP_ID",
+    default: "task-runner",
+    parse: text(/^\S{1,255}$/, "a non-empty consumer group id without spaces"),
+    doc: "Consumer group id.",
+  },
+  {
+    key: "functionsDir",
+    flag: "functions-dir",
+    env: "FUNCTIONS_DIR",
+    default: "./functions",
+    parse: (raw) => resolve(raw),
+    doc: "Folder of `<name>.ts` handlers.",
+  },
+  {
+    key: "functionsConfig",
+    flag: "functions-config",
+    env: "FUNCTIONS_CONFIG",
+    default: "./functions.json",
+    parse: (raw) => resolve(raw),
+    doc: "Operator file granting permissions and limits per function (optional).",
+  },
+  {
+    key: "handlerHeader",
+    flag: "header",
+    env: "HANDLER_HEADER",
+    default: "php_worker",
+    parse: text(/^[\x21-\x7e]{1,255}$/, "a printable header name"),
+    doc: "Message header naming the handler.",
+  },
+  {
+    key: "maxRunning",
+    flag: "max-running",
+    env: "MAX_RUNNING",
+    default: "100",
+    parse: integer(1, 10_000),
+    doc: "Concurrency cap: live handler processes.",
+  },
+  {
+    key: "taskTimeoutMs",
+    flag: "task-timeout-ms",
+    env: "TASK_TIMEOUT_MS",
+    default: "30000",
+    parse: integer(1),
+    doc: "Per-task timeout, then SIGTERM, then SIGKILL after the grace period.",
+  },
+  {
+    key: "killGraceMs",
+    flag: "kill-grace-ms",
+    env: "KILL_GRACE_MS",
+    default: "5000",
+    parse: integer(0),
+    doc: "Grace between SIGTERM and SIGKILL.",
+  },
+  {
+    key: "drainTimeoutMs",
+    flag: "drain-timeout-ms",
+    env: "DRAIN_TIMEOUT_MS",
+    default: "25000",
+    parse: integer(0),
+    doc: "On SIGTERM/SIGINT, how long running tasks may finish before they are killed.",
+  },
+  {
+    key: "memoryMb",
+    flag: "memory-mb",
+    env: "TASK_MEMORY_MB",
+    default: "128",
+    parse: integer(16, 65_536),
+    doc: "V8 heap cap per handler process (MiB).",
+  },
+  {
+    key: "maxPayloadBytes",
+    flag: "max-payload-bytes",
+    env: "MAX_PAYLOAD_BYTES",
+    default: "1048576",
+    parse: integer(1),
+    doc: "Larger payloads are rejected.",
+  },
+  {
+    key: "topicPartitions",
+    flag: "partitions",
+    env: "TOPIC_PARTITIONS",
+    default: "4",
+    parse: integer(1, 10_000),
+    doc: "Partitions of the task topic when the runner creates it.",
+  },
+  {
+    key: "localBrokerPort",
+    flag: "local-broker-port",
+    env: "LOCAL_BROKER_PORT",
+    default: "9092",
+    parse: integer(1, 65_535),
+    doc: "Port of the embedded local broker (only when KAFKA_BROKERS is empty).",
+  },
+  {
+    key: "logLevel",
+    flag: "log-level",
+    env: "LOG_LEVEL",
+    default: "info",
+    parse: oneOf("debug", "info", "warning", "error"),
+    doc: "Lowest log level written.",
+  },
+  {
+    key: "logFormat",
+    flag: "log-format",
+    env: "LOG_FORMAT",
+    default: "auto",
+    parse: oneOf("auto", "json", "pretty"),
+    doc: "`json` lines, `pretty` text, or `auto` (pretty on a TTY).",
+  },
+];
+
+/**
+ * Resolve the configuration. For each option the flag wins, then the environment, then the
+ * default. Every value is validated here and nowhere else.
+ *
+ * @throws {ConfigError} naming the option, what it must be and what it was.
+ * @example
+ * ```ts
+ * const config = resolveConfig({ "max-running": "10" }, Deno.env.toObject());
+ * ```
+ */
+export function resolveConfig(
+  flags: Readonly<Record<string, string | undefined>>,
+  env: Readonly<Record<string, string | undefined>>,
+): RunnerConfig {
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    const fromFlag = flags[spec.flag];
+    const fromEnv = env[spec.env];
+    const [raw, name] = fromFlag !== undefined
+      ? [fromFlag, `--${spec.flag}`]
+      : fromEnv !== undefined
+      ? [fromEnv, spec.env]
+      : [spec.default, `${spec.env} (default)`];
+    out[spec.key] = spec.parse(raw, name);
+  }
+  return out as unknown as RunnerConfig;
+}
+
+/** The configuration as a flat record for the start-up log line (nothing secret is held here). */
+export function describeConfig(config: RunnerConfig): Record<string, unknown> {
+  return { ...config, brokers: config.brokers?.join(",") ?? "(embedded local broker)" };
+}

@@ -1,0 +1,141 @@
+/**
+ * Per-function grants: the operator's file that widens a handler's sandbox.
+ *
+ * The file is JSON, read and validated once at start-up; no handler code is executed to
+ * learn what a handler needs. A function that is not listed gets no grants at all.
+ *
+ * @example
+ * ```json
+ * {
+ *   "functions": {
+ *     "notify_webhook": { "allowNet": ["127.0.0.1:8080"], "timeoutMs": 10000 },
+ *     "write_report": { "allowWrite": ["/var/lib/task-runner/reports"] }
+ *   }
+ * }
+ * ```
+ * @module
+ */
+import { FunctionsConfigError } from "./errors.ts";
+import { HANDLER_NAME_PATTERN } from "./handler_name.ts";
+
+/** What an operator may grant one function. Every field is optional. */
+export interface FunctionGrants {
+  /** Hosts (`host` or `host:port`) the handler may connect to. */
+  allowNet?: string[];
+  /** Extra absolute paths the handler may read (its own file is always readable). */
+  allowRead?: string[];
+  /** Absolute paths the handler may write. */
+  allowWrite?: string[];
+  /** Environment variables passed from the runner's environment and readable by the handler. */
+  allowEnv?: string[];
+  /** Programs the handler may run. */
+  allowRun?: string[];
+  /** System information kinds (`hostname`, `osRelease`, ...) the handler may query. */
+  allowSys?: string[];
+  /** Fixed environment variables set for the handler (readable only with allowEnv or these keys). */
+  env?: Record<string, string>;
+  /** Per-task timeout for this function, overriding TASK_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** V8 heap cap for this function in MiB, overriding TASK_MEMORY_MB. */
+  memoryMb?: number;
+}
+
+/** Validated grants by function name. */
+export type GrantsTable = ReadonlyMap<string, Readonly<FunctionGrants>>;
+
+const LIST_KEYS = [
+  "allowNet",
+  "allowRead",
+  "allowWrite",
+  "allowEnv",
+  "allowRun",
+  "allowSys",
+] as const;
+const KNOWN = new Set<string>([...LIST_KEYS, "env", "timeoutMs", "memoryMb"]);
+
+/**
+ * Validate the parsed content of a functions config file.
+ * @throws {FunctionsConfigError} naming the file, the function and the field at fault.
+ */
+export function parseGrants(content: unknown, source: string): GrantsTable {
+  const bad = (where: string, must: string, got: unknown): never => {
+    throw new FunctionsConfigError(
+      `${source}: ${where} must be ${must}, got ${JSON.stringify(got)}; fix the file and restart`,
+    );
+  };
+  if (typeof content !== "object" || content === null || Array.isArray(content)) {
+    bad("the top level", 'an object like {"functions": {...}}', content);
+  }
+  const { functions = {}, ...rest } = content as Record<string, unknown>;
+  for (const key of Object.keys(rest)) {
+    bad(`key "${key}"`, 'absent (only "functions" is known)', key);
+  }
+  if (typeof functions !== "object" || functions === null || Array.isArray(functions)) {
+    bad('"functions"', "an object keyed by function name", functions);
+  }
+  const table = new Map<string, FunctionGrants>();
+  for (const [name, raw] of Object.entries(functions as Record<string, unknown>)) {
+    const at = `functions.${name}`;
+    if (!HANDLER_NAME_PATTERN.test(name)) {
+      bad(`the name "${name}"`, `a match of ${HANDLER_NAME_PATTERN}`, name);
+    }
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) bad(at, "an object", raw);
+    const entry = raw as Record<string, unknown>;
+    const grants: FunctionGrants = {};
+    for (const [key, value] of Object.entries(entry)) {
+      if (!KNOWN.has(key)) bad(`${at}.${key}`, `one of ${[...KNOWN].join(", ")}`, key);
+      if ((LIST_KEYS as readonly string[]).includes(key)) {
+        if (
+          !Array.isArray(value) ||
+          value.some((v) => typeof v !== "string" || v === "" || v.includes(","))
+        ) {
+          bad(`${at}.${key}`, "an array of non-empty strings without commas", value);
+        }
+        if (
+          (key === "allowRead" || key === "allowWrite") &&
+          (value as string[]).some((p) => !p.startsWith("/"))
+        ) {
+          bad(`${at}.${key}`, "a list of absolute paths", value);
+        }
+        grants[key as typeof LIST_KEYS[number]] = [...(value as string[])];
+      } else if (key === "env") {
+        if (
+          typeof value !== "object" || value === null || Array.isArray(value) ||
+          Object.entries(value).some(([k, v]) => !/^[A-Za-z_]\w*$/.test(k) || typeof v !== "string")
+        ) {
+          bad(`${at}.env`, "an object of NAME: string", value);
+        }
+        grants.env = { ...(value as Record<string, string>) };
+      } else {
+        const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, Number.MAX_SAFE_INTEGER];
+        if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
+          bad(`${at}.${key}`, `an integer from ${min} to ${max}`, value);
+        }
+        grants[key as "timeoutMs" | "memoryMb"] = value as number;
+      }
+    }
+    table.set(name, Object.freeze(grants));
+  }
+  return table;
+}
+
+/**
+ * Read and validate the functions config file. A missing file means "no grants".
+ * @throws {FunctionsConfigError} when the file exists but is not valid JSON or not valid grants.
+ */
+export async function loadGrants(path: string): Promise<GrantsTable> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return new Map();
+    throw new FunctionsConfigError(`${path}: cannot be read: ${(error as Error).message}`);
+  }
+  let content: unknown;
+  try {
+    content = JSON.parse(text);
+  } catch (error) {
+    throw new FunctionsConfigError(`${path}: is not valid JSON: ${(error as Error).message}`);
+  }
+  return parseGrants(content, path);
+}

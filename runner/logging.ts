@@ -1,0 +1,57 @@
+/**
+ * Structured logging with LogTape: JSON lines (journald, tests) or readable text (a TTY).
+ * @module
+ */
+import {
+  ansiColorFormatter,
+  configure,
+  getJsonLinesFormatter,
+  getLogger,
+  type Logger,
+  type LogRecord,
+  reset,
+  type TextFormatter,
+} from "@logtape/logtape";
+
+/** Options of {@link setUpLogging}. */
+export interface LoggingOptions {
+  /** Lowest level written. @default "info" */
+  level?: "debug" | "info" | "warning" | "error";
+  /** `json`, `pretty` or `auto` (pretty when stdout is a terminal). @default "auto" */
+  format?: "json" | "pretty" | "auto";
+}
+
+/** Root category of every logger of the runner. */
+export const ROOT = "task-runner";
+
+/** A logger under the runner's root category, e.g. `logger("task")`. */
+export function logger(...category: string[]): Logger {
+  return getLogger([ROOT, ...category]);
+}
+
+/** A sink that writes whole lines synchronously, so nothing is lost when the process exits. */
+function lineSink(formatter: TextFormatter): (record: LogRecord) => void {
+  const encoder = new TextEncoder();
+  return (record) => {
+    let bytes = encoder.encode(formatter(record));
+    while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
+  };
+}
+
+/**
+ * Configure LogTape for the process. Call once, at start-up, from `main.ts`.
+ * Returns a function that resets the configuration.
+ */
+export async function setUpLogging(options: LoggingOptions = {}): Promise<() => Promise<void>> {
+  const format = options.format ?? "auto";
+  const pretty = format === "pretty" || (format === "auto" && Deno.stdout.isTerminal());
+  await configure({
+    reset: true,
+    sinks: { out: lineSink(pretty ? ansiColorFormatter : getJsonLinesFormatter()) },
+    loggers: [
+      { category: [ROOT], lowestLevel: options.level ?? "info", sinks: ["out"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
+    ],
+  });
+  return reset;
+}

@@ -1,0 +1,81 @@
+/**
+ * Bounded line splitting of a child's stdout or stderr.
+ *
+ * A handler that prints gigabytes must not exhaust the runner: lines are cut at `maxLineBytes`,
+ * and once `maxTotalBytes` have been passed on, the rest is read and counted but dropped. The
+ * stream is always read to its end so that the child never blocks on a full pipe.
+ * @module
+ */
+
+/** Limits of {@link pumpLines}. */
+export interface PumpLimits {
+  /** Longest line passed on; longer lines are cut and marked. @default 8192 */
+  maxLineBytes?: number;
+  /** Bytes passed on per stream before the rest is dropped. @default 1048576 */
+  maxTotalBytes?: number;
+}
+
+/** What {@link pumpLines} saw of a stream. */
+export interface PumpSummary {
+  /** Bytes read from the stream. */
+  bytes: number;
+  /** Bytes read but not passed on because the total budget was spent. */
+  droppedBytes: number;
+}
+
+/**
+ * Read `stream` to its end, calling `onLine` for each line (without its newline).
+ *
+ * @example
+ * ```ts
+ * await pumpLines(child.stdout, (line) => log.info(line));
+ * ```
+ */
+export async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string, truncated: boolean) => void,
+  limits: PumpLimits = {},
+): Promise<PumpSummary> {
+  const maxLine = limits.maxLineBytes ?? 8192;
+  const maxTotal = limits.maxTotalBytes ?? 1_048_576;
+  const decoder = new TextDecoder();
+  const line = new Uint8Array(maxLine);
+  let length = 0;
+  let cut = false;
+  let passed = 0;
+  let bytes = 0;
+  let dropped = 0;
+
+  const flush = () => {
+    if (passed + length + 1 <= maxTotal) {
+      onLine(decoder.decode(line.subarray(0, length)), cut);
+      passed += length + 1;
+    } else {
+      dropped += length + 1;
+    }
+    length = 0;
+    cut = false;
+  };
+
+  for await (const chunk of stream) {
+    bytes += chunk.length;
+    let start = 0;
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(10, start);
+      const end = nl === -1 ? chunk.length : nl;
+      const take = Math.min(end - start, maxLine - length);
+      line.set(chunk.subarray(start, start + take), length);
+      length += take;
+      if (take < end - start) {
+        // Over-long line: pass on what fits, count the rest as dropped.
+        dropped += end - start - take;
+        cut = true;
+      }
+      if (nl === -1) break;
+      flush();
+      start = nl + 1;
+    }
+  }
+  if (length > 0 || cut) flush();
+  return { bytes, droppedBytes: dropped };
+}

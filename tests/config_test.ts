@@ -1,0 +1,46 @@
+import { assertEquals } from "./assert.ts";
+import assertStrict from "node:assert/strict";
+import { resolveConfig } from "../runner/config.ts";
+import { ConfigError } from "../runner/errors.ts";
+
+Deno.test("defaults apply when nothing is set", () => {
+  const c = resolveConfig({}, {});
+  assertEquals(c.brokers, null);
+  assertEquals(c.topic, "async_task");
+  assertEquals(c.groupId, "task-runner");
+  assertEquals(c.handlerHeader, "php_worker");
+  assertEquals(c.maxRunning, 100);
+  assertEquals(c.taskTimeoutMs, 30_000);
+});
+
+Deno.test("flags win over the environment, which wins over defaults", () => {
+  const c = resolveConfig({ "max-running": "7" }, {
+    MAX_RUNNING: "9",
+    TASK_TOPIC: "jobs",
+    KAFKA_BROKERS: "a:1, b:2",
+  });
+  assertEquals(c.maxRunning, 7);
+  assertEquals(c.topic, "jobs");
+  assertEquals(c.brokers, ["a:1", "b:2"]);
+});
+
+Deno.test("invalid values are refused with the option, the rule and the value", () => {
+  const cases: Array<[Record<string, string>, Record<string, string>, RegExp]> = [
+    [{}, { MAX_RUNNING: "0" }, /MAX_RUNNING must be an integer from 1 to 10000, got "0"/],
+    [{ "max-running": "ten" }, {}, /--max-running must be an integer/],
+    [
+      {},
+      { KAFKA_BROKERS: "localhost" },
+      /KAFKA_BROKERS must be a comma-separated list of host:port/,
+    ],
+    [{}, { TASK_TOPIC: "bad topic" }, /TASK_TOPIC must be a Kafka topic name/],
+    [{}, { LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of debug, info, warning, error/],
+    [{}, { TASK_TIMEOUT_MS: "-5" }, /TASK_TIMEOUT_MS must be an integer/],
+  ];
+  for (const [flags, env, message] of cases) {
+    assertStrict.throws(
+      () => resolveConfig(flags, env),
+      (e: Error) => e instanceof ConfigError && message.test(e.message),
+    );
+  }
+});

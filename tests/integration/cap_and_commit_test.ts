@@ -1,0 +1,101 @@
+/**
+ * The concurrency cap under a burst, and commit-before-dispatch as the group's committed
+ * offsets show it.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import {
+  committedOffsets,
+  FIXTURES,
+  kafkaClients,
+  kcatProduce,
+  RunnerProcess,
+  unique,
+} from "./harness.ts";
+
+Deno.test("a burst never runs more than MAX_RUNNING children at once", async () => {
+  const topic = unique("cap");
+  const markers = await Deno.makeTempDir();
+  const config = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({ functions: { sleeps: { allowWrite: [markers] } } }),
+  );
+  await using runner = new RunnerProcess({
+    TASK_TOPIC: topic,
+    GROUP_ID: topic,
+    FUNCTIONS_DIR: FIXTURES,
+    FUNCTIONS_CONFIG: config,
+    MAX_RUNNING: "4",
+    TOPIC_PARTITIONS: "3",
+  });
+  await runner.ready();
+  await using kafka = await kafkaClients();
+  const total = 24;
+  await kafka.producer.send({
+    topic,
+    messages: Array.from({ length: total }, (_, i) => ({
+      value: JSON.stringify({ ms: 300, dir: markers, id: `t${i}` }),
+      headers: { php_worker: "sleeps" },
+    })),
+  });
+  const outcomes = await runner.waitForOutcomes(total);
+  assertEquals(outcomes.filter((o) => o.outcome === "ok").length, total);
+
+  // The runner's own count of live children, logged at each start.
+  const counts = runner.lines.filter((l) => l.message.startsWith("Started")).map((l) =>
+    l.properties.running as number
+  );
+  assertEquals(counts.length, total);
+  assertEquals(Math.max(...counts), 4);
+
+  // The handlers' own view: start/end times written into the granted folder.
+  const spans: Array<[number, number]> = [];
+  for await (const entry of Deno.readDir(markers)) {
+    const [start, end] = (await Deno.readTextFile(`${markers}/${entry.name}`)).trim().split(" ")
+      .map(Number);
+    spans.push([start, end]);
+  }
+  assertEquals(spans.length, total);
+  const events = spans.flatMap(([s, e]) => [[s, 1], [e, -1]]).sort((a, b) =>
+    a[0] - b[0] || a[1] - b[1]
+  );
+  let live = 0;
+  let peak = 0;
+  for (const [, delta] of events) peak = Math.max(peak, live += delta);
+  assert(peak <= 4, `handlers saw ${peak} running at once`);
+  assert(peak >= 2, `the burst should overlap; peak was ${peak}`);
+  await Deno.remove(markers, { recursive: true });
+  await Deno.remove(config);
+});
+
+Deno.test("the offset is committed before the child starts, and only for tasks that start", async () => {
+  const topic = unique("commit");
+  await using runner = new RunnerProcess({
+    TASK_TOPIC: topic,
+    GROUP_ID: topic,
+    FUNCTIONS_DIR: FIXTURES,
+    MAX_RUNNING: "1",
+    TOPIC_PARTITIONS: "1",
+  });
+  await runner.ready();
+  await using kafka = await kafkaClients();
+  for (let i = 0; i < 3; i++) {
+    await kcatProduce(topic, JSON.stringify({ ms: 1500 }), { headers: { php_worker: "sleeps" } });
+  }
+  for (let i = 0; i < 3; i++) {
+    // Wait until task i is running (its child exists), then read the group's commit.
+    await runner.waitFor(
+      `task ${i} to start`,
+      () =>
+        runner.lines.find((l) =>
+          l.message.startsWith("Started") && l.properties.offset === String(i)
+        ),
+    );
+    const committed = await committedOffsets(kafka.admin, topic, topic);
+    // Task i's offset is committed (next to read = i + 1); tasks still waiting are not.
+    assertEquals(committed.get(0), BigInt(i + 1), `while task ${i} runs`);
+    assertEquals(runner.outcomes().length, i, "earlier tasks are done, this one is not");
+  }
+  const outcomes = await runner.waitForOutcomes(3);
+  assertEquals(outcomes.map((o) => o.outcome), ["ok", "ok", "ok"]);
+});
