@@ -9,6 +9,8 @@ import { loadGrants } from "./runner/grants.ts";
 import { createKafka, createProducer } from "./runner/kafka.ts";
 import { startLocalBroker } from "./runner/local_broker.ts";
 import { logger, setUpLogging } from "./runner/logging.ts";
+import { HealthServer } from "./runner/health_server.ts";
+import { RunnerMetrics } from "./runner/metrics.ts";
 import { Runner } from "./runner/runner.ts";
 
 const USAGE = `task-runner: run Deno functions triggered by Kafka messages
@@ -63,7 +65,16 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
       file: config.functionsConfig,
     });
   }
-  const runner = new Runner({ kafka: createKafka({ brokers }), settings: config, grants });
+  const kafka = createKafka({ brokers });
+  const admin = kafka.admin();
+  const metrics = new RunnerMetrics({ topic: config.topic, groupId: config.groupId, admin });
+  const runner = new Runner({ kafka, settings: config, grants, observer: metrics });
+  metrics.watch(runner);
+  const health = config.metricsPort === 0 ? null : new HealthServer({
+    port: config.metricsPort,
+    metrics,
+    ready: () => runner.readiness(),
+  });
 
   const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
   let signals = 0;
@@ -81,9 +92,22 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
     Deno.addSignalListener(signal, onSignal(signal));
   }
 
+  if (health) {
+    await health.start();
+    log.info("Metrics on http://127.0.0.1:{port}/metrics, health on /healthz and /readyz", {
+      port: health.port,
+    });
+  }
+  await admin.connect();
   await runner.start();
-  await stopRequested;
+  const fatal = await Promise.race([stopRequested.then(() => null), runner.fatal]);
   await runner.stop();
+  await health?.stop();
+  await admin.disconnect();
+  if (fatal) {
+    log.error("Exiting after a fatal consumer error: {error}", { error: fatal.message });
+    return 1;
+  }
   return 0;
 }
 

@@ -35,6 +35,8 @@ export interface RunnerConfig {
   topicPartitions: number;
   /** Port of the embedded local broker (used only when `brokers` is null). @default 9092 */
   localBrokerPort: number;
+  /** Port of `/metrics`, `/healthz`, `/readyz` on 127.0.0.1; 0 turns them off. @default 9464 */
+  metricsPort: number;
   /** Lowest log level written. @default "info" */
   logLevel: "debug" | "info" | "warning" | "error";
   /** `json` lines, `pretty` text, or `auto` (pretty on a TTY, JSON otherwise). @default "auto" */
@@ -197,6 +199,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "9092",
     parse: integer(1, 65_535),
     doc: "Port of the embedded local broker (only when KAFKA_BROKERS is empty).",
+  },
+  {
+    key: "metricsPort",
+    flag: "metrics-port",
+    env: "METRICS_PORT",
+    default: "9464",
+    parse: integer(0, 65_535),
+    doc: "Port of /metrics, /healthz and /readyz on 127.0.0.1; 0 turns them off.",
   },
   {
     key: "logLevel",

@@ -17,8 +17,14 @@ import { type DecodedTask, decodeTask } from "./task_decoder.ts";
 /** The part of the configuration a runner uses. */
 export type RunnerSettings = Omit<
   RunnerConfig,
-  "brokers" | "localBrokerPort" | "logLevel" | "logFormat"
+  "brokers" | "localBrokerPort" | "logLevel" | "logFormat" | "metricsPort"
 >;
+
+/** Told of every final outcome and spawn failure (metrics use it). */
+export interface TaskObserver {
+  taskEnded(handler: string | null, outcome: Outcome, durationMs: number): void;
+  spawnFailed(handler: string): void;
+}
 
 /** Options of a {@link Runner}. */
 export interface RunnerOptions {
@@ -30,6 +36,8 @@ export interface RunnerOptions {
   grants?: GrantsTable;
   /** The sandbox that spawns children. @default a Sandbox with `settings.killGraceMs` */
   sandbox?: Sandbox;
+  /** Told of outcomes and spawn failures. @default none */
+  observer?: TaskObserver;
 }
 
 /** Final outcome of a task, as logged. */
@@ -51,6 +59,10 @@ export class Runner {
   readonly #live = new Set<Live>();
   readonly #log = logger("runner");
   readonly #taskLog = logger("task");
+  readonly #observer: TaskObserver | undefined;
+  readonly #fatal = Promise.withResolvers<Error>();
+  #assigned = 0;
+  #connected = false;
   #admin: Admin | null = null;
   #started: Promise<void> | null = null;
   #stopped: Promise<void> | null = null;
@@ -64,6 +76,7 @@ export class Runner {
       hostEnv: Deno.env.toObject(),
       denoDir: Deno.env.get("DENO_DIR"),
     });
+    this.#observer = options.observer;
     this.#pool = new Pool(options.settings.maxRunning);
     this.#consumer = new TaskConsumer(this.#kafka, {
       topic: this.#settings.topic,
@@ -78,6 +91,46 @@ export class Runner {
       dispatch: (item, checked) => this.#launch(item, checked as DecodedTask),
       reject: (rejection) => this.#logRejection(rejection),
     });
+    this.#watchConsumer();
+  }
+
+  #watchConsumer(): void {
+    const consumer = this.#consumer.consumer;
+    const { GROUP_JOIN, CONNECT, DISCONNECT, CRASH } = consumer.events;
+    consumer.on(CONNECT, () => (this.#connected = true));
+    consumer.on(DISCONNECT, () => {
+      this.#connected = false;
+      this.#assigned = 0;
+    });
+    consumer.on(GROUP_JOIN, ({ payload }) => {
+      this.#assigned = Object.values(payload.memberAssignment).flat().length;
+      this.#log.info("Joined group {groupId}: {assignment}", {
+        groupId: payload.groupId,
+        assignment: payload.memberAssignment,
+      });
+    });
+    consumer.on(CRASH, ({ payload }) => {
+      this.#assigned = 0;
+      if (payload.restart) {
+        this.#log.warn("Consumer crashed and restarts: {error}", { error: payload.error.message });
+      } else {
+        this.#log.error("Consumer crashed for good: {error}", { error: payload.error.message });
+        this.#fatal.resolve(payload.error);
+      }
+    });
+  }
+
+  /** Resolves with the error if the consumer stops for good (the process should exit non-zero). */
+  get fatal(): Promise<Error> {
+    return this.#fatal.promise;
+  }
+
+  /** Null when ready (connected, holding partitions), else why not. */
+  readiness(): string | null {
+    if (this.#stopped) return "stopping";
+    if (!this.#connected) return "not connected to Kafka";
+    if (this.#assigned === 0) return "no partitions assigned to this member";
+    return null;
   }
 
   /** Live handler processes. */
@@ -197,6 +250,7 @@ export class Runner {
       });
     } catch (error) {
       this.#pool.release();
+      this.#observer?.spawnFailed(task.handler);
       const reason = error instanceof SpawnError ? error.message : String(error);
       this.#logOutcome("failed", context, 0, `spawn failed: ${reason}`);
       return;
@@ -246,6 +300,7 @@ export class Runner {
     reason: string,
     extra: Record<string, unknown> = {},
   ): void {
+    this.#observer?.taskEnded(context.handler, outcome, durationMs);
     const props = { outcome, ...context, durationMs: Math.round(durationMs), reason, ...extra };
     const message =
       "Task {outcome}: {handler} {topic}/{partition}@{offset} in {durationMs} ms: {reason}";

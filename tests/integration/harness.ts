@@ -51,7 +51,13 @@ export class RunnerProcess implements AsyncDisposable {
         "run",
       ],
       cwd: ROOT,
-      env: { LOG_FORMAT: "json", LOG_LEVEL: "debug", KAFKA_BROKERS: brokers(), ...env },
+      env: {
+        LOG_FORMAT: "json",
+        LOG_LEVEL: "debug",
+        METRICS_PORT: "0",
+        KAFKA_BROKERS: brokers(),
+        ...env,
+      },
       stdout: "piped",
       stderr: "piped",
     }).spawn();
