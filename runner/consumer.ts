@@ -20,6 +20,8 @@ export interface Dispatch {
   message: KafkaMessage;
   /** performance.now() when its batch reached the runner. */
   fetchedAt: number;
+  /** performance.now() when it got its slot (it waits from `fetchedAt` while the cap is full). */
+  readyAt: number;
 }
 
 /** A message refused before it could start, with the reason. */
@@ -147,7 +149,7 @@ export class TaskConsumer {
         await flush();
         if (!(await this.#waitForSlot(payload))) break;
       }
-      ready.push({ item: { ...where, fetchedAt }, checked });
+      ready.push({ item: { ...where, fetchedAt, readyAt: performance.now() }, checked });
       last = message.offset;
     }
     await flush();

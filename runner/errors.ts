@@ -27,3 +27,18 @@ export class LocalBrokerError extends Error {
 export class SpawnError extends Error {
   override name = "SpawnError";
 }
+
+/** An admin command named a topic or partition that the cluster does not have. */
+export class UnknownTopicError extends Error {
+  override name = "UnknownTopicError";
+}
+
+/** An offset outside a partition's log: before its first offset or at/after its end. */
+export class OffsetOutOfRangeError extends Error {
+  override name = "OffsetOutOfRangeError";
+}
+
+/** The broker did not deliver what an admin command asked for within its time limit. */
+export class AdminTimeoutError extends Error {
+  override name = "AdminTimeoutError";
+}

@@ -11,6 +11,15 @@ export interface KafkaOptions {
   brokers: string[];
   /** Client id shown in broker logs. @default "task-runner" */
   clientId?: string;
+  /** Time allowed for a TCP connection to a broker, in ms. @default 3000 */
+  connectionTimeout?: number;
+  /** Time allowed for a broker to answer one request, in ms. @default 30000 */
+  requestTimeout?: number;
+  /**
+   * Retries of a failed operation; diagnostics use 0 so that an unreachable broker is reported
+   * in seconds instead of after minutes of back-off. @default 8
+   */
+  retries?: number;
 }
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -26,8 +35,9 @@ export function createKafka(options: KafkaOptions): Kafka {
   return new Kafka({
     clientId: options.clientId ?? "task-runner",
     brokers: options.brokers,
-    connectionTimeout: 3000,
-    retry: { retries: 8, initialRetryTime: 100, maxRetryTime: 5000 },
+    connectionTimeout: options.connectionTimeout ?? 3000,
+    requestTimeout: options.requestTimeout ?? 30_000,
+    retry: { retries: options.retries ?? 8, initialRetryTime: 100, maxRetryTime: 5000 },
     logLevel: logLevel.INFO,
     logCreator: () => ({ namespace, level, log: entry }) => {
       const { message, ...rest } = entry;

@@ -261,7 +261,9 @@ export class Runner {
       ...context,
       pid: child.pid,
       running: this.#pool.running,
-      dispatchMs: started - item.fetchedAt,
+      // Runner overhead from slot to spawn (commit included), and time spent waiting for a slot.
+      dispatchMs: performance.now() - item.readyAt,
+      queuedMs: item.readyAt - item.fetchedAt,
     });
     child.done.then((result) => {
       this.#live.delete(live);

@@ -177,17 +177,19 @@ export class Sandbox {
       handler: task.handler,
       url: toFileUrl(task.file).href,
       timeoutMs: task.timeoutMs,
-      backstopMs: task.timeoutMs + this.#grace + 1000,
+      payloadBytes: task.payload.length,
       task: task.task,
     });
+    // stdin stays open while the child runs: its end tells the child the runner is gone.
+    const writer = process.stdin.getWriter();
     const writeInput = async () => {
-      const writer = process.stdin.getWriter();
       try {
         await writer.write(ENCODER.encode(envelope + "\n"));
         await writer.write(task.payload);
+        await process.status;
         await writer.close();
       } catch {
-        // The child exited before reading its input; its exit status says why.
+        // The child exited before reading all its input; its exit status says why.
       }
     };
     const onOutput = task.onOutput ?? (() => {});

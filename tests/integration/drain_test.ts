@@ -90,3 +90,24 @@ Deno.test("a second SIGTERM forces: children are killed at once", async () => {
   assertMatch(String(outcome.reason), /killed by SIGKILL forced by a second SIGTERM/);
   assertEquals(pids.filter(alive), []);
 });
+
+Deno.test("kill -9 of the runner leaves no orphans: children see their stdin close and exit", async () => {
+  const topic = unique("orphan");
+  await using runner = new RunnerProcess({
+    TASK_TOPIC: topic,
+    GROUP_ID: topic,
+    FUNCTIONS_DIR: FIXTURES,
+  });
+  await runner.ready();
+  await kcatProduce(topic, "{}", { headers: { php_worker: "hangs" } });
+  await kcatProduce(topic, "{}", { headers: { php_worker: "hangs" } });
+  await runner.waitFor("2 starts", () => startedPids(runner).length === 2 || undefined);
+  const pids = startedPids(runner);
+  assert(pids.every(alive));
+  runner.kill("SIGKILL");
+  await runner.exited;
+  // The children are in their own sessions, so only the lifeline can end them; give it time.
+  const deadline = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assertEquals(pids.filter(alive), []);
+});
