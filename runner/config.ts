@@ -11,8 +11,12 @@ export interface RunnerConfig {
   brokers: string[] | null;
   /** Topic the tasks are consumed from. @default "async_task" */
   topic: string;
+  /** Topic for dead letters (rejected tasks, exhausted retries); empty: none. @default "" */
+  deadLetterTopic: string | null;
   /** Consumer group id. @default "task-runner" */
   groupId: string;
+  /** Time the group waits for a silent member before handing its partitions over. @default 30000 */
+  sessionTimeoutMs: number;
   /** Folder holding `<name>.ts` handlers. @default "./functions" */
   functionsDir: string;
   /** Operator file with per-function grants; missing file = no grants. @default "./functions.json" */
@@ -105,12 +109,32 @@ export const OPTIONS: readonly OptionSpec[] = [
     doc: "Topic the tasks are consumed from (created if missing).",
   },
   {
+    key: "deadLetterTopic",
+    flag: "dead-letter-topic",
+    env: "DLQ_TOPIC",
+    default: "",
+    parse: (raw, name) =>
+      raw === ""
+        ? null
+        : text(TOPIC, "a Kafka topic name ([A-Za-z0-9._-], 1-249 chars)")(raw, name),
+    doc:
+      "Topic for dead letters (rejected tasks, exhausted retries), e.g. async_task.dlq. Empty: none.",
+  },
+  {
     key: "groupId",
     flag: "group",
     env: "GROUP_ID",
     default: "task-runner",
     parse: text(/^\S{1,255}$/, "a non-empty consumer group id without spaces"),
     doc: "Consumer group id.",
+  },
+  {
+    key: "sessionTimeoutMs",
+    flag: "session-timeout-ms",
+    env: "SESSION_TIMEOUT_MS",
+    default: "30000",
+    parse: integer(6000, 300_000),
+    doc: "How long the group waits for a silent member (e.g. one killed) before rebalancing.",
   },
   {
     key: "functionsDir",

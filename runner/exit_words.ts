@@ -9,6 +9,7 @@ const LOADER_CODES: Readonly<Record<number, string>> = {
   64: "invalid handler: no default export function",
   65: "handler failed to load (syntax error, missing import or permission denied; see its stderr)",
   66: "task could not be read from stdin",
+  67: "the handler returned a value that is not JSON",
   124: "the runner went away while the task ran",
 };
 

@@ -38,6 +38,28 @@ export interface FunctionGrants {
   timeoutMs?: number;
   /** V8 heap cap for this function in MiB, overriding TASK_MEMORY_MB. */
   memoryMb?: number;
+  /**
+   * `at-most-once`: commit before the task starts (a crash loses what was running).
+   * `at-least-once`: commit once the task reached a final outcome (a crash re-runs it).
+   * @default "at-most-once"
+   */
+  delivery?: "at-most-once" | "at-least-once";
+  /** Re-run `failed` and `timeout` tasks with exponential backoff and full jitter. @default none */
+  retries?: RetryPolicy;
+  /** Topic that receives the handler's JSON return value, keyed like the task. @default none */
+  resultTopic?: string;
+  /** `key`: tasks with the same key run one at a time, in offset order. @default "none" */
+  ordering?: "none" | "key";
+}
+
+/** Retries of one function. */
+export interface RetryPolicy {
+  /** Attempts in all, the first included (so 3 means up to 2 retries). */
+  attempts: number;
+  /** Backoff before the first retry, in ms; doubled at each retry. @default 1000 */
+  baseMs?: number;
+  /** Longest backoff, in ms. @default 60000 */
+  maxMs?: number;
 }
 
 /** Validated grants by function name. */
@@ -51,7 +73,16 @@ const LIST_KEYS = [
   "allowRun",
   "allowSys",
 ] as const;
-const KNOWN = new Set<string>([...LIST_KEYS, "env", "timeoutMs", "memoryMb"]);
+const KNOWN = new Set<string>([
+  ...LIST_KEYS,
+  "env",
+  "timeoutMs",
+  "memoryMb",
+  "delivery",
+  "retries",
+  "resultTopic",
+  "ordering",
+]);
 
 /**
  * Validate the parsed content of a functions config file.
@@ -106,6 +137,19 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
           bad(`${at}.env`, "an object of NAME: string", value);
         }
         grants.env = { ...(value as Record<string, string>) };
+      } else if (key === "delivery" || key === "ordering") {
+        const allowed = key === "delivery" ? ["at-most-once", "at-least-once"] : ["none", "key"];
+        if (!allowed.includes(value as string)) {
+          bad(`${at}.${key}`, `one of ${allowed.join(", ")}`, value);
+        }
+        (grants as Record<string, unknown>)[key] = value;
+      } else if (key === "resultTopic") {
+        if (typeof value !== "string" || !/^[A-Za-z0-9._-]{1,249}$/.test(value)) {
+          bad(`${at}.resultTopic`, "a Kafka topic name", value);
+        }
+        grants.resultTopic = value as string;
+      } else if (key === "retries") {
+        grants.retries = parseRetries(value, `${at}.retries`, bad);
       } else {
         const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, Number.MAX_SAFE_INTEGER];
         if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
@@ -117,6 +161,31 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
     table.set(name, Object.freeze(grants));
   }
   return table;
+}
+
+function parseRetries(
+  value: unknown,
+  at: string,
+  bad: (where: string, must: string, got: unknown) => never,
+): RetryPolicy {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    bad(at, 'an object like {"attempts": 3, "baseMs": 1000, "maxMs": 60000}', value);
+  }
+  const { attempts, baseMs = 1000, maxMs = 60_000, ...rest } = value as Record<string, unknown>;
+  for (const key of Object.keys(rest)) bad(`${at}.${key}`, "absent (attempts, baseMs, maxMs)", key);
+  const int = (v: unknown, name: string, min: number) => {
+    if (!Number.isSafeInteger(v) || (v as number) < min) {
+      bad(`${at}.${name}`, `an integer >= ${min}`, v);
+    }
+    return v as number;
+  };
+  const policy = {
+    attempts: int(attempts, "attempts", 1),
+    baseMs: int(baseMs, "baseMs", 0),
+    maxMs: int(maxMs, "maxMs", 0),
+  };
+  if (policy.maxMs < policy.baseMs) bad(`${at}.maxMs`, `at least baseMs (${policy.baseMs})`, maxMs);
+  return policy;
 }
 
 /**

@@ -39,7 +39,7 @@ export async function pumpLines(
   const maxLine = limits.maxLineBytes ?? 8192;
   const maxTotal = limits.maxTotalBytes ?? 1_048_576;
   const decoder = new TextDecoder();
-  const line = new Uint8Array(maxLine);
+  let line = new Uint8Array(Math.min(1024, maxLine)); // grows up to maxLine as lines need it
   let length = 0;
   let cut = false;
   let passed = 0;
@@ -64,6 +64,11 @@ export async function pumpLines(
       const nl = chunk.indexOf(10, start);
       const end = nl === -1 ? chunk.length : nl;
       const take = Math.min(end - start, maxLine - length);
+      if (length + take > line.length) {
+        const bigger = new Uint8Array(Math.min(maxLine, Math.max(line.length * 2, length + take)));
+        bigger.set(line.subarray(0, length));
+        line = bigger;
+      }
       line.set(chunk.subarray(start, start + take), length);
       length += take;
       if (take < end - start) {

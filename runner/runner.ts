@@ -1,24 +1,30 @@
 /**
- * The runner: wires the consumer, the cap and the sandbox, logs one outcome per task, and
- * drains on stop.
+ * The runner: wires the consumer, the dispatcher, the cap and the sandbox; logs one outcome
+ * per task; drains on stop.
  * @module
  */
-import type { Admin, Kafka } from "kafkajs";
+import type { Admin, Kafka, Producer } from "kafkajs";
 import type { RunnerConfig } from "./config.ts";
-import { type Dispatch, type Rejection, TaskConsumer } from "./consumer.ts";
+import { TaskConsumer } from "./consumer.ts";
+import { type DeliveryPolicy, deliveryPolicy } from "./delivery_policy.ts";
+import { Dispatcher, type DispatcherHooks, type Job } from "./dispatcher.ts";
 import { SpawnError } from "./errors.ts";
 import type { GrantsTable } from "./grants.ts";
-import { ensureTopic } from "./kafka.ts";
+import { createProducer, ensureTopic } from "./kafka.ts";
 import { logger } from "./logging.ts";
 import { Pool } from "./pool.ts";
-import { type RunningChild, Sandbox } from "./sandbox.ts";
-import { type DecodedTask, decodeTask } from "./task_decoder.ts";
+import { Publisher } from "./publisher.ts";
+import { type ChildResult, type RunningChild, Sandbox } from "./sandbox.ts";
+import { decodeTask } from "./task_decoder.ts";
 
 /** The part of the configuration a runner uses. */
 export type RunnerSettings = Omit<
   RunnerConfig,
   "brokers" | "localBrokerPort" | "logLevel" | "logFormat" | "metricsPort"
 >;
+
+/** Final outcome of a task, as logged. */
+export type Outcome = "ok" | "failed" | "timeout" | "rejected";
 
 /** Told of every final outcome and spawn failure (metrics use it). */
 export interface TaskObserver {
@@ -32,7 +38,7 @@ export interface RunnerOptions {
   kafka: Kafka;
   /** Validated settings. */
   settings: RunnerSettings;
-  /** Per-function grants. @default no grants */
+  /** Per-function grants and delivery settings. @default none */
   grants?: GrantsTable;
   /** The sandbox that spawns children. @default a Sandbox with `settings.killGraceMs` */
   sandbox?: Sandbox;
@@ -40,23 +46,31 @@ export interface RunnerOptions {
   observer?: TaskObserver;
 }
 
-/** Final outcome of a task, as logged. */
-export type Outcome = "ok" | "failed" | "timeout" | "rejected";
-
-interface Live {
-  child: RunningChild;
-  task: DecodedTask;
+interface Context {
+  handler: string | null;
+  topic: string;
+  partition: number;
+  offset: string;
 }
+
+const contextOf = (job: Job): Context => ({
+  handler: job.task.handler,
+  topic: job.topic,
+  partition: job.partition,
+  offset: job.message.offset,
+});
 
 /** A long-running task runner. */
 export class Runner {
   readonly #settings: RunnerSettings;
   readonly #grants: GrantsTable;
+  readonly #policies = new Map<string, DeliveryPolicy>();
   readonly #sandbox: Sandbox;
   readonly #kafka: Kafka;
   readonly #pool: Pool;
   readonly #consumer: TaskConsumer;
-  readonly #live = new Set<Live>();
+  readonly #dispatcher: Dispatcher;
+  readonly #live = new Set<RunningChild>();
   readonly #log = logger("runner");
   readonly #taskLog = logger("task");
   readonly #observer: TaskObserver | undefined;
@@ -64,6 +78,8 @@ export class Runner {
   #assigned = 0;
   #connected = false;
   #admin: Admin | null = null;
+  #producer: Producer | null = null;
+  #publisher: Publisher | null = null;
   #started: Promise<void> | null = null;
   #stopped: Promise<void> | null = null;
 
@@ -81,17 +97,296 @@ export class Runner {
     this.#consumer = new TaskConsumer(this.#kafka, {
       topic: this.#settings.topic,
       groupId: this.#settings.groupId,
-      pool: this.#pool,
-      check: (topic, partition, message) =>
-        decodeTask(topic, partition, message, {
-          handlerHeader: this.#settings.handlerHeader,
-          functionsDir: this.#settings.functionsDir,
-          maxPayloadBytes: this.#settings.maxPayloadBytes,
-        }),
-      dispatch: (item, checked) => this.#launch(item, checked as DecodedTask),
-      reject: (rejection) => this.#logRejection(rejection),
+      sessionTimeoutMs: this.#settings.sessionTimeoutMs,
     });
+    this.#dispatcher = new Dispatcher({ pool: this.#pool, hooks: this.#hooks() });
     this.#watchConsumer();
+  }
+
+  /** Live handler processes. */
+  get running(): number {
+    return this.#pool.running;
+  }
+
+  /** The cap. */
+  get maxRunning(): number {
+    return this.#pool.capacity;
+  }
+
+  /** True while fetching is held back because the cap is full. */
+  get saturated(): boolean {
+    return this.#dispatcher.blocked;
+  }
+
+  /** Resolves with the error if the consumer stops for good (the process should exit non-zero). */
+  get fatal(): Promise<Error> {
+    return this.#fatal.promise;
+  }
+
+  /** Null when ready (connected, holding partitions), else why not. */
+  readiness(): string | null {
+    if (this.#stopped) return "stopping";
+    if (!this.#connected) return "not connected to Kafka";
+    if (this.#assigned === 0) return "no partitions assigned to this member";
+    return null;
+  }
+
+  /** Create the topic if needed, join the group and start consuming. */
+  start(): Promise<void> {
+    this.#started ??= (async () => {
+      this.#admin = this.#kafka.admin();
+      await this.#admin.connect();
+      const { topic, topicPartitions, deadLetterTopic } = this.#settings;
+      if (await ensureTopic(this.#admin, topic, topicPartitions)) {
+        this.#log.info("Created topic {topic} with {partitions} partitions", {
+          topic,
+          partitions: topicPartitions,
+        });
+      }
+      this.#producer = createProducer(this.#kafka);
+      await this.#producer.connect();
+      this.#publisher = new Publisher(this.#producer, deadLetterTopic);
+      await this.#consumer.start(this.#dispatcher);
+      this.#log.info("Consuming {topic} as group {groupId}, cap {maxRunning}", {
+        topic,
+        groupId: this.#settings.groupId,
+        maxRunning: this.#settings.maxRunning,
+      });
+    })();
+    return this.#started;
+  }
+
+  /**
+   * Drain and stop: stop fetching, give running tasks `drainTimeoutMs` to finish, then stop the
+   * rest (SIGTERM, SIGKILL after the grace), commit, leave the group. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#log.info(
+        "Stopping: no new tasks; {running} running get {drainTimeoutMs} ms to finish",
+        {
+          running: this.#pool.running,
+          drainTimeoutMs: this.#settings.drainTimeoutMs,
+        },
+      );
+      await this.#started?.catch(() => {});
+      this.#dispatcher.stop();
+      this.#consumer.pause();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = await Promise.race([
+        this.#pool.idle().then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), this.#settings.drainTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) {
+        await this.kill(
+          `at shutdown, after the drain timeout of ${this.#settings.drainTimeoutMs} ms`,
+        );
+      }
+      await this.#pool.idle();
+      await this.#dispatcher.settled();
+      await this.#dispatcher.flushCommits();
+      await this.#consumer.disconnect().catch((error) =>
+        this.#log.error("Consumer did not stop cleanly: {error}", { error: String(error) })
+      );
+      await this.#producer?.disconnect().catch(() => {});
+      await this.#admin?.disconnect().catch(() => {});
+      this.#log.info("Stopped");
+    })();
+    return this.#stopped;
+  }
+
+  /**
+   * Stop every live child now (SIGTERM, then SIGKILL after the grace; with `force`, SIGKILL at
+   * once), recording why. Resolves when they have all exited and their outcomes are logged.
+   */
+  async kill(why: string, force = false): Promise<void> {
+    for (const child of this.#live) child.stop(why, force);
+    await this.#pool.idle();
+    await this.#dispatcher.settled();
+  }
+
+  #policy(handler: string): DeliveryPolicy {
+    let policy = this.#policies.get(handler);
+    if (!policy) this.#policies.set(handler, policy = deliveryPolicy(this.#grants.get(handler)));
+    return policy;
+  }
+
+  #hooks(): DispatcherHooks {
+    const s = this.#settings;
+    return {
+      decode: (topic, partition, message) =>
+        decodeTask(topic, partition, message, {
+          handlerHeader: s.handlerHeader,
+          functionsDir: s.functionsDir,
+          maxPayloadBytes: s.maxPayloadBytes,
+        }),
+      policyFor: (handler) => this.#policy(handler),
+      execute: (job) => this.#execute(job),
+      commit: (topic, partition, commit) => this.#consumer.commit(topic, partition, commit),
+      committed: async (topic, partition) => {
+        const [offsets] = await this.#admin!.fetchOffsets({ groupId: s.groupId, topics: [topic] });
+        const entry = offsets.partitions.find((p) => p.partition === partition);
+        return { offset: entry?.offset ?? "-1", metadata: entry?.metadata ?? null };
+      },
+      finish: (job, result) => this.#finish(job, result),
+      reject: async ({ topic, partition, message, error }) => {
+        const header = message.headers?.[s.handlerHeader];
+        const context = {
+          handler: header === undefined ? null : String(header).slice(0, 120),
+          topic,
+          partition,
+          offset: message.offset,
+        };
+        const deadLetter = await this.#deadLetter(
+          { topic, partition, message },
+          { outcome: "rejected", error: error.message, attempts: 0 },
+        );
+        this.#logOutcome("rejected", context, 0, error.message, { deadLetter });
+      },
+      retrying: (job, result, delayMs) =>
+        this.#taskLog.info(
+          "Attempt {attempt} of {attempts} {attemptOutcome}: {reason}; " +
+            (delayMs === null ? "left for the next run" : "retrying in {delayMs} ms"),
+          {
+            ...contextOf(job),
+            attempt: job.attempt,
+            attempts: job.policy.attempts,
+            attemptOutcome: result.outcome,
+            reason: result.reason,
+            delayMs,
+          },
+        ),
+      skipped: (topic, partition, offset, started) => {
+        const props = { topic, partition, offset };
+        if (started) {
+          this.#taskLog.warn(
+            "Skipped {topic}/{partition}@{offset}: an earlier run started it and stopped " +
+              "before its end was committed (at-most-once: not run again)",
+            props,
+          );
+        } else this.#taskLog.debug("Skipped {topic}/{partition}@{offset}: already done", props);
+      },
+      handedOver: (jobs, why) => {
+        for (const job of jobs) {
+          this.#taskLog.info("Not run here: {why}: {handler} {topic}/{partition}@{offset}", {
+            ...contextOf(job),
+            why,
+          });
+        }
+      },
+      commitFailed: (topic, partition, error) =>
+        this.#log.warn("Commit failed for {topic}/{partition}: {error}", {
+          topic,
+          partition,
+          error: error.message,
+        }),
+    };
+  }
+
+  async #execute(job: Job): Promise<ChildResult> {
+    const context = contextOf(job);
+    const grants = this.#grants.get(job.task.handler);
+    const started = performance.now();
+    let child: RunningChild;
+    try {
+      child = this.#sandbox.spawn({
+        handler: job.task.handler,
+        file: job.task.file,
+        task: { ...job.task.fields, attempt: job.attempt },
+        payload: job.task.payload,
+        timeoutMs: grants?.timeoutMs ?? this.#settings.taskTimeoutMs,
+        memoryMb: grants?.memoryMb ?? this.#settings.memoryMb,
+        grants,
+        onOutput: (stream, line, truncated) => {
+          const props = { ...context, stream, line, truncated };
+          if (stream === "stdout") this.#taskLog.info("{handler} {stream}: {line}", props);
+          else this.#taskLog.warn("{handler} {stream}: {line}", props);
+        },
+      });
+    } catch (error) {
+      this.#pool.release();
+      this.#observer?.spawnFailed(job.task.handler);
+      const reason = error instanceof SpawnError ? error.message : String(error);
+      return {
+        outcome: "failed",
+        reason: `spawn failed: ${reason}`,
+        code: -1,
+        signal: null,
+        droppedBytes: 0,
+      };
+    }
+    this.#live.add(child);
+    this.#taskLog.debug("Started {handler} pid {pid}, {running} running", {
+      ...context,
+      pid: child.pid,
+      attempt: job.attempt,
+      running: this.#pool.running,
+      // Runner overhead from slot to spawn (commit included), and time spent waiting for a slot.
+      dispatchMs: performance.now() - job.readyAt,
+      queuedMs: job.readyAt - job.fetchedAt,
+    });
+    const result = await child.done;
+    this.#live.delete(child);
+    this.#pool.release();
+    return { ...result, durationMs: performance.now() - started };
+  }
+
+  async #finish(job: Job, result: ChildResult): Promise<void> {
+    const context = contextOf(job);
+    const extra: Record<string, unknown> = {
+      exitCode: result.code,
+      signal: result.signal,
+      attempts: job.attempt,
+    };
+    let reason = result.reason;
+    if (result.droppedBytes > 0) reason += `; ${result.droppedBytes} output bytes dropped`;
+    const origin = { topic: job.topic, partition: job.partition, message: job.message };
+    if (result.outcome === "ok" && result.result !== undefined && job.policy.resultTopic) {
+      try {
+        await this.#publisher!.result(
+          job.policy.resultTopic,
+          origin,
+          job.task.handler,
+          result.result,
+        );
+        extra.resultTopic = job.policy.resultTopic;
+      } catch (error) {
+        reason += `; its result was not published: ${(error as Error).message}`;
+      }
+    }
+    if (result.outcome !== "ok") {
+      extra.deadLetter = await this.#deadLetter(origin, {
+        outcome: result.outcome,
+        error: result.reason,
+        exitCode: result.code,
+        signal: result.signal,
+        attempts: job.attempt,
+      });
+    }
+    this.#logOutcome(result.outcome, context, result.durationMs ?? 0, reason, extra);
+  }
+
+  /** Dead-letter a message if a topic is set; returns the topic, or null. Never throws. */
+  async #deadLetter(
+    origin: Parameters<Publisher["deadLetter"]>[0],
+    why: Parameters<Publisher["deadLetter"]>[1],
+  ): Promise<string | null> {
+    try {
+      return (await this.#publisher!.deadLetter(origin, why))
+        ? this.#publisher!.deadLetterTopic
+        : null;
+    } catch (error) {
+      this.#log.error("Dead letter for {topic}/{partition}@{offset} not produced: {error}", {
+        topic: origin.topic,
+        partition: origin.partition,
+        offset: origin.message.offset,
+        error: (error as Error).message,
+      });
+      return null;
+    }
   }
 
   #watchConsumer(): void {
@@ -120,184 +415,9 @@ export class Runner {
     });
   }
 
-  /** Resolves with the error if the consumer stops for good (the process should exit non-zero). */
-  get fatal(): Promise<Error> {
-    return this.#fatal.promise;
-  }
-
-  /** Null when ready (connected, holding partitions), else why not. */
-  readiness(): string | null {
-    if (this.#stopped) return "stopping";
-    if (!this.#connected) return "not connected to Kafka";
-    if (this.#assigned === 0) return "no partitions assigned to this member";
-    return null;
-  }
-
-  /** Live handler processes. */
-  get running(): number {
-    return this.#pool.running;
-  }
-
-  /** The cap. */
-  get maxRunning(): number {
-    return this.#pool.capacity;
-  }
-
-  /** True while fetching is held back because the cap is full. */
-  get saturated(): boolean {
-    return this.#consumer.waitingForSlot;
-  }
-
-  /** The kafkajs consumer, for instrumentation. */
-  get kafkaConsumer(): TaskConsumer["consumer"] {
-    return this.#consumer.consumer;
-  }
-
-  /** Create the topic if needed, join the group and start consuming. */
-  start(): Promise<void> {
-    this.#started ??= (async () => {
-      this.#admin = this.#kafka.admin();
-      await this.#admin.connect();
-      const created = await ensureTopic(
-        this.#admin,
-        this.#settings.topic,
-        this.#settings.topicPartitions,
-      );
-      if (created) {
-        this.#log.info("Created topic {topic} with {partitions} partitions", {
-          topic: this.#settings.topic,
-          partitions: this.#settings.topicPartitions,
-        });
-      }
-      await this.#consumer.start();
-      this.#log.info("Consuming {topic} as group {groupId}, cap {maxRunning}", {
-        topic: this.#settings.topic,
-        groupId: this.#settings.groupId,
-        maxRunning: this.#settings.maxRunning,
-      });
-    })();
-    return this.#started;
-  }
-
-  /**
-   * Drain and stop: stop fetching, give running tasks `drainTimeoutMs` to finish, then stop the
-   * rest (SIGTERM, SIGKILL after the grace). Idempotent: later calls return the same promise.
-   */
-  stop(): Promise<void> {
-    this.#stopped ??= (async () => {
-      this.#log.info(
-        "Stopping: no new tasks; {running} running get {drainTimeoutMs} ms to finish",
-        {
-          running: this.#pool.running,
-          drainTimeoutMs: this.#settings.drainTimeoutMs,
-        },
-      );
-      await this.#started?.catch(() => {});
-      await this.#consumer.stop().catch((error) =>
-        this.#log.error("Consumer did not stop cleanly: {error}", { error })
-      );
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = await Promise.race([
-        this.#pool.idle().then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), this.#settings.drainTimeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (timedOut) {
-        this.kill(`at shutdown, after the drain timeout of ${this.#settings.drainTimeoutMs} ms`);
-      }
-      await this.#pool.idle();
-      await this.#admin?.disconnect().catch(() => {});
-      this.#log.info("Stopped");
-    })();
-    return this.#stopped;
-  }
-
-  /**
-   * Stop every live child now (SIGTERM, then SIGKILL after the grace; with `force`, SIGKILL at
-   * once), recording why. Resolves when they have all exited.
-   */
-  kill(why: string, force = false): Promise<void> {
-    for (const { child } of this.#live) child.stop(why, force);
-    return this.#pool.idle();
-  }
-
-  #launch(item: Dispatch, task: DecodedTask): void {
-    const grants = this.#grants.get(task.handler);
-    const context = {
-      handler: task.handler,
-      topic: item.topic,
-      partition: item.partition,
-      offset: item.message.offset,
-    };
-    const started = performance.now();
-    let child: RunningChild;
-    try {
-      child = this.#sandbox.spawn({
-        handler: task.handler,
-        file: task.file,
-        task: task.fields,
-        payload: task.payload,
-        timeoutMs: grants?.timeoutMs ?? this.#settings.taskTimeoutMs,
-        memoryMb: grants?.memoryMb ?? this.#settings.memoryMb,
-        grants,
-        onOutput: (stream, line, truncated) => {
-          const props = { ...context, stream, line, truncated };
-          if (stream === "stdout") this.#taskLog.info("{handler} {stream}: {line}", props);
-          else this.#taskLog.warn("{handler} {stream}: {line}", props);
-        },
-      });
-    } catch (error) {
-      this.#pool.release();
-      this.#observer?.spawnFailed(task.handler);
-      const reason = error instanceof SpawnError ? error.message : String(error);
-      this.#logOutcome("failed", context, 0, `spawn failed: ${reason}`);
-      return;
-    }
-    const live = { child, task };
-    this.#live.add(live);
-    this.#taskLog.debug("Started {handler} pid {pid}, {running} running", {
-      ...context,
-      pid: child.pid,
-      running: this.#pool.running,
-      // Runner overhead from slot to spawn (commit included), and time spent waiting for a slot.
-      dispatchMs: performance.now() - item.readyAt,
-      queuedMs: item.readyAt - item.fetchedAt,
-    });
-    child.done.then((result) => {
-      this.#live.delete(live);
-      this.#pool.release();
-      const dropped = result.droppedBytes > 0
-        ? `; ${result.droppedBytes} output bytes dropped`
-        : "";
-      this.#logOutcome(
-        result.outcome,
-        context,
-        performance.now() - started,
-        result.reason + dropped,
-        {
-          exitCode: result.code,
-          signal: result.signal,
-        },
-      );
-    });
-  }
-
-  #logRejection({ topic, partition, message, error }: Rejection): void {
-    const header = message.headers?.[this.#settings.handlerHeader];
-    const handler = header === undefined ? null : String(header).slice(0, 120);
-    this.#logOutcome(
-      "rejected",
-      { handler, topic, partition, offset: message.offset },
-      0,
-      error.message,
-    );
-  }
-
   #logOutcome(
     outcome: Outcome,
-    context: { handler: string | null; topic: string; partition: number; offset: string },
+    context: Context,
     durationMs: number,
     reason: string,
     extra: Record<string, unknown> = {},

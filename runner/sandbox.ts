@@ -55,6 +55,10 @@ export interface ChildResult {
   signal: Deno.Signal | null;
   /** Output bytes dropped because a stream went over its budget. */
   droppedBytes: number;
+  /** The handler's return value as JSON text, if it returned one (and exited 0). */
+  result?: string;
+  /** Time from spawn to exit, when the caller measured it. */
+  durationMs?: number;
 }
 
 /** A child that is running. */
@@ -70,7 +74,57 @@ export interface RunningChild {
 }
 
 const LOADER = fromFileUrl(new URL("./sandbox_loader.ts", import.meta.url));
+/** Largest return value carried back from a handler. */
+const MAX_RESULT_BYTES = 1_048_576;
 const ENCODER = new TextEncoder();
+
+/** The parts of a task that decide what its process may do. */
+export type SandboxScope = Pick<SandboxTask, "file" | "memoryMb" | "grants">;
+
+/**
+ * The `deno run` arguments of a sandboxed process whose main module is `mainModule`: read
+ * access to the handler file only, plus the operator's grants, and the heap cap. Shared by
+ * {@link Sandbox} and the warm sandboxes so that both modes allow exactly the same.
+ */
+export function sandboxArgs(scope: SandboxScope, mainModule: string): string[] {
+  const g = scope.grants ?? {};
+  const list = (flag: string, values: readonly string[] | undefined) =>
+    values && values.length > 0 ? [`--${flag}=${values.join(",")}`] : [];
+  const envNames = [...new Set([...(g.allowEnv ?? []), ...Object.keys(g.env ?? {})])];
+  return [
+    "run",
+    "--no-prompt",
+    "--no-config",
+    "--no-lock",
+    "--no-remote",
+    "--no-npm",
+    `--v8-flags=--max-old-space-size=${scope.memoryMb}`,
+    `--allow-read=${[scope.file, ...(g.allowRead ?? [])].join(",")}`,
+    ...list("allow-write", g.allowWrite),
+    ...list("allow-net", g.allowNet),
+    ...list("allow-env", envNames),
+    ...list("allow-run", g.allowRun),
+    ...list("allow-sys", g.allowSys),
+    mainModule,
+  ];
+}
+
+/**
+ * The whole environment of a sandboxed process: nothing from the runner unless granted
+ * (`allowEnv` copies from `hostEnv`, `env` sets fixed values).
+ */
+export function sandboxEnv(
+  scope: Pick<SandboxScope, "grants">,
+  from: { denoDir?: string; hostEnv: Readonly<Record<string, string>> },
+): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
+  if (from.denoDir) env.DENO_DIR = from.denoDir;
+  for (const name of scope.grants?.allowEnv ?? []) {
+    const value = from.hostEnv[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...scope.grants?.env };
+}
 
 /** Spawns sandboxed handler processes. */
 export class Sandbox {
@@ -96,37 +150,12 @@ export class Sandbox {
 
   /** The `deno run` arguments for a task: exactly what the child is allowed. */
   args(task: SandboxTask): string[] {
-    const g = task.grants ?? {};
-    const list = (flag: string, values: readonly string[] | undefined) =>
-      values && values.length > 0 ? [`--${flag}=${values.join(",")}`] : [];
-    const envNames = [...new Set([...(g.allowEnv ?? []), ...Object.keys(g.env ?? {})])];
-    return [
-      "run",
-      "--no-prompt",
-      "--no-config",
-      "--no-lock",
-      "--no-remote",
-      "--no-npm",
-      `--v8-flags=--max-old-space-size=${task.memoryMb}`,
-      `--allow-read=${[task.file, ...(g.allowRead ?? [])].join(",")}`,
-      ...list("allow-write", g.allowWrite),
-      ...list("allow-net", g.allowNet),
-      ...list("allow-env", envNames),
-      ...list("allow-run", g.allowRun),
-      ...list("allow-sys", g.allowSys),
-      LOADER,
-    ];
+    return sandboxArgs(task, LOADER);
   }
 
   /** The child's whole environment: nothing from the runner unless granted. */
   env(task: SandboxTask): Record<string, string> {
-    const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
-    if (this.#denoDir) env.DENO_DIR = this.#denoDir;
-    for (const name of task.grants?.allowEnv ?? []) {
-      const value = this.#hostEnv[name];
-      if (value !== undefined) env[name] = value;
-    }
-    return { ...env, ...task.grants?.env };
+    return sandboxEnv(task, { denoDir: this.#denoDir, hostEnv: this.#hostEnv });
   }
 
   /**
@@ -173,7 +202,10 @@ export class Sandbox {
       task.timeoutMs,
     );
 
+    const nonce = crypto.randomUUID();
+    let result: string | undefined;
     const envelope = JSON.stringify({
+      nonce,
       handler: task.handler,
       url: toFileUrl(task.file).href,
       timeoutMs: task.timeoutMs,
@@ -193,10 +225,22 @@ export class Sandbox {
       }
     };
     const onOutput = task.onOutput ?? (() => {});
+    const maxLine = this.#output.maxLineBytes ?? 8192;
+    const onStderr = (line: string, truncated: boolean) => {
+      if (line.startsWith(nonce)) {
+        result = line.slice(nonce.length + 1);
+      } else if (line !== "") {
+        const cut = line.length > maxLine;
+        onOutput("stderr", cut ? line.slice(0, maxLine) : line, truncated || cut);
+      }
+    };
     const done = Promise.all([
       writeInput(),
       pumpLines(process.stdout, (l, t) => onOutput("stdout", l, t), this.#output),
-      pumpLines(process.stderr, (l, t) => onOutput("stderr", l, t), this.#output),
+      pumpLines(process.stderr, onStderr, {
+        ...this.#output,
+        maxLineBytes: Math.max(maxLine, MAX_RESULT_BYTES + nonce.length + 1),
+      }),
       process.status,
     ]).then(([, out, err, status]): ChildResult => {
       clearTimeout(timeoutTimer);
@@ -213,6 +257,7 @@ export class Sandbox {
         ...base,
         outcome: status.success ? "ok" : "failed",
         reason: describeExit(status.code, signal),
+        result: status.success ? result : undefined,
       };
     });
     return {

@@ -8,7 +8,9 @@
  *
  * Exit codes the runner translates into words: 0 ok, 1 the handler threw, 64 the module has
  * no default export function, 65 the module failed to load, 66 the task on stdin was
- * unreadable, 124 the runner went away while the task ran.
+ * unreadable, 67 the handler returned a value that is not JSON, 124 the runner went away
+ * while the task ran. A JSON return value goes to stderr as one line prefixed with the nonce
+ * the runner sent on stdin.
  * @module
  */
 
@@ -17,6 +19,8 @@ interface Envelope {
   url: string;
   timeoutMs: number;
   payloadBytes: number;
+  /** Prefix of the result line on stderr; handlers never see it (it came on stdin). */
+  nonce: string;
   task: Record<string, unknown>;
 }
 
@@ -85,13 +89,29 @@ if (typeof handler !== "function") {
   );
 }
 
+let result: unknown;
 try {
-  await handler({ ...envelope.task, payload }, {
+  result = await handler({ ...envelope.task, payload }, {
     handler: envelope.handler,
     deadline: new Date(Date.now() + envelope.timeoutMs),
   });
 } catch (error) {
   console.error(error instanceof Error ? (error.stack ?? String(error)) : String(error));
   die(1, `handler ${envelope.handler} threw`);
+}
+if (result !== undefined) {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(result);
+  } catch (error) {
+    die(
+      67,
+      `handler ${envelope.handler} returned a value that is not JSON: ${(error as Error).message}`,
+    );
+  }
+  if (json !== undefined) {
+    const frame = new TextEncoder().encode(`\n${envelope.nonce} ${json}\n`);
+    for (let n = 0; n < frame.length;) n += Deno.stderr.writeSync(frame.subarray(n));
+  }
 }
 Deno.exit(0);

@@ -238,3 +238,12 @@ Deno.test("granted: write to one directory works", async () => {
   assertEquals(await Deno.readTextFile(`${dir}/out.txt`), "written");
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a handler's JSON return value comes back, apart from its output", async () => {
+  const r = await run("returns_value", { n: 21 });
+  assertEquals(r.outcome, "ok");
+  assertEquals(JSON.parse(r.result!), { doubled: 42, note: "ünïcode" });
+  assertEquals(r.stderr, []);
+  const none = await run("echo", {});
+  assertEquals(none.result, undefined);
+});
