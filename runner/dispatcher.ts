@@ -48,8 +48,8 @@ export interface DispatcherHooks {
   decode(topic: string, partition: number, message: KafkaMessage): DecodedTask;
   policyFor(handler: string): DeliveryPolicy;
   /**
-   * Start the job's child (a slot is held) and release the slot when it has ended; resolves
-   * with how it ended. Never rejects.
+   * Start the job's child (a slot is held until its outcome is final or its retry scheduled);
+   * resolves with how it ended. Never rejects.
    */
   execute(job: Job): Promise<ChildResult>;
   commit(topic: string, partition: number, commit: LedgerCommit): Promise<void>;
@@ -312,6 +312,15 @@ export class Dispatcher {
   }
 
   async #ended(job: Job, result: ChildResult): Promise<void> {
+    try {
+      await this.#settle(job, result);
+    } finally {
+      // Released only now, so that "in flight" (started, not final) never exceeds the cap.
+      this.#pool.release();
+    }
+  }
+
+  async #settle(job: Job, result: ChildResult): Promise<void> {
     const { policy } = job;
     const retry = result.outcome !== "ok" && job.attempt < policy.attempts;
     if (retry && this.#stopping) {

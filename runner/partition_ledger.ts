@@ -1,12 +1,13 @@
 /**
  * What is safe to commit on one partition, when tasks start and end out of order.
  *
- * Every offset taken from Kafka is tracked until it is *safe*: an at-most-once task is safe as
- * soon as it starts (it must never run again), an at-least-once task only when it reached a
- * final outcome, a rejected message at once. The committed offset is the watermark: the lowest
- * offset that is not safe yet. Safe offsets above the watermark travel in the commit's
- * metadata, so that after a crash or a rebalance the next owner skips exactly those:
- * `s` lists tasks that were started (their end is unknown), `f` tasks that had finished.
+ * Every offset taken from Kafka is tracked until it is *final* (a task reached its outcome, a
+ * rejected message was logged). The committed offset is the watermark: the lowest offset that
+ * is not final. Offsets above it that must not run again travel in the commit's metadata:
+ * `s` lists at-most-once tasks that started (committed before they start; their end is
+ * unknown), `f` tasks that finished. After a crash or a rebalance the next owner skips exactly
+ * those, and can name the `s` ones as lost rather than lose them silently. At-least-once tasks
+ * that started are in neither list, so they run again.
  * @module
  */
 
@@ -80,7 +81,7 @@ export class PartitionLedger {
     return this.#entries.size;
   }
 
-  /** The lowest offset that is not safe (the offset to commit), or null before any. */
+  /** The lowest offset that is not final (the offset to commit), or null before any. */
   get watermark(): bigint | null {
     return this.#watermark;
   }
@@ -91,14 +92,14 @@ export class PartitionLedger {
     this.#entries.set(offset, { state: "waiting", atMostOnce });
   }
 
-  /** Mark an offset started (safe if it is at-most-once). */
+  /** Mark an offset started (an at-most-once one must not run again from here on). */
   started(offset: bigint): void {
     const entry = this.#entries.get(offset);
     if (entry && entry.state === "waiting") entry.state = "started";
     this.#advance();
   }
 
-  /** Mark an offset final (always safe). */
+  /** Mark an offset final. */
   final(offset: bigint): void {
     const entry = this.#entries.get(offset);
     if (entry) entry.state = "final";
@@ -110,15 +111,11 @@ export class PartitionLedger {
     return this.#entries.has(offset) || (this.#watermark !== null && offset < this.#watermark);
   }
 
-  #safe(entry: { state: EntryState; atMostOnce: boolean }): boolean {
-    return entry.state === "final" || (entry.state === "started" && entry.atMostOnce);
-  }
-
   #advance(): void {
     if (this.#watermark === null) return;
     while (true) {
       const entry = this.#entries.get(this.#watermark);
-      if (!entry || !this.#safe(entry)) break;
+      if (!entry || entry.state !== "final") break;
       this.#entries.delete(this.#watermark);
       this.#watermark++;
     }

@@ -185,7 +185,6 @@ export class Runner {
           `at shutdown, after the drain timeout of ${this.#settings.drainTimeoutMs} ms`,
         );
       }
-      await this.#pool.idle();
       await this.#dispatcher.settled();
       await this.#dispatcher.flushCommits();
       await this.#consumer.disconnect().catch((error) =>
@@ -204,7 +203,6 @@ export class Runner {
    */
   async kill(why: string, force = false): Promise<void> {
     for (const child of this.#live) child.stop(why, force);
-    await this.#pool.idle();
     await this.#dispatcher.settled();
   }
 
@@ -307,7 +305,6 @@ export class Runner {
         },
       });
     } catch (error) {
-      this.#pool.release();
       this.#observer?.spawnFailed(job.task.handler);
       const reason = error instanceof SpawnError ? error.message : String(error);
       return {
@@ -330,7 +327,6 @@ export class Runner {
     });
     const result = await child.done;
     this.#live.delete(child);
-    this.#pool.release();
     return { ...result, durationMs: performance.now() - started };
   }
 

@@ -1,18 +1,19 @@
 import { assert, assertEquals } from "./assert.ts";
 import { parseSkipSet, PartitionLedger } from "../runner/partition_ledger.ts";
 
-Deno.test("the watermark passes started at-most-once tasks but waits for at-least-once ones", () => {
+Deno.test("the watermark waits for final outcomes; started at-most-once tasks are listed", () => {
   const ledger = new PartitionLedger();
   ledger.add(10n, false); // at-least-once
   ledger.add(11n, true); // at-most-once
   ledger.add(12n, false);
+  ledger.add(13n, true); // at-most-once, still waiting
   ledger.started(10n);
   ledger.started(11n);
   assertEquals(ledger.watermark, 10n);
   const commit = ledger.pendingCommit()!;
   assertEquals(commit.offset, "10");
   const skip = parseSkipSet(commit.offset, commit.metadata);
-  assertEquals([...skip.started], [11n]);
+  assertEquals([...skip.started], [11n], "only the started at-most-once task must not run again");
   assertEquals([...skip.finished], []);
 
   ledger.committed(commit);
@@ -22,9 +23,10 @@ Deno.test("the watermark passes started at-most-once tasks but waits for at-leas
   assertEquals([...next.finished], [12n]);
 
   ledger.final(10n);
+  ledger.final(11n);
   assertEquals(ledger.watermark, 13n);
   assertEquals(ledger.pendingCommit(), { offset: "13", metadata: "" });
-  assert(ledger.has(11n) && !ledger.has(13n));
+  assert(ledger.has(11n) && ledger.has(13n) && !ledger.has(14n));
 });
 
 Deno.test("metadata stays small: runs of offsets", () => {

@@ -202,16 +202,6 @@ export async function kcatProduce(
   if (code !== 0) throw new Error(`kcat failed (${code}): ${new TextDecoder().decode(stderr)}`);
 }
 
-/** The group's committed offsets for `topic`, by partition. */
-export async function committedOffsets(
-  admin: Admin,
-  groupId: string,
-  topic: string,
-): Promise<Map<number, bigint>> {
-  const [result] = await admin.fetchOffsets({ groupId, topics: [topic] });
-  return new Map(result.partitions.map((p) => [p.partition, BigInt(p.offset)]));
-}
-
 /** True while a process with `pid` exists (and is not a zombie). */
 export function alive(pid: number): boolean {
   try {
