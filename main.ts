@@ -3,6 +3,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { ADMIN_COMMANDS } from "./cli/admin.ts";
 import { describeConfig, OPTIONS, resolveConfig } from "./runner/config.ts";
 import { enqueue } from "./runner/enqueue.ts";
 import { loadGrants } from "./runner/grants.ts";
@@ -18,7 +19,13 @@ const USAGE = `task-runner: run Deno functions triggered by Kafka messages
 Usage:
   main.ts run [options]                       consume the task topic and run handlers
   main.ts enqueue <handler> [json] [--key k]  produce one task (payload defaults to {})
+${
+  Object.entries(ADMIN_COMMANDS).map(([name, c]) => `  main.ts ${name.padEnd(36)}${c.summary}`)
+    .join("\n")
+}
   main.ts help                                this text
+
+Each admin command has its own --help.
 
 Options (flag, environment variable, default):
 ${
@@ -146,6 +153,8 @@ async function enqueueCommand(
 }
 
 async function main(args: string[]): Promise<number> {
+  const admin = ADMIN_COMMANDS[args[0]];
+  if (admin) return await admin.run(args.slice(1));
   const { values, positionals } = parse(args);
   const [command = "help", ...rest] = positionals;
   const flags = Object.fromEntries(

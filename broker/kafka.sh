@@ -13,6 +13,11 @@
 #           broker is already running on $BROKER_PORT; refuses if another process
 #           holds the port
 #   stop    SIGTERM, wait up to ~20 s, then SIGKILL; idempotent
+#   prepare write server.properties and format storage once (as `start` does), without
+#           starting anything; refuses like `start` when the broker or its ports are in use
+#   run     `prepare`, then exec the broker in the foreground (no pid file, no CDS, log4j
+#           to stdout with <N> syslog priority prefixes for journald): for systemd
+#           (systemd/kafka.service) and `docker run`-style supervisors
 #   status  "running pid=… port=…" (exit 0) or "stopped port=…" (exit 3)
 #   env     print KAFKA_BROKERS=127.0.0.1:$BROKER_PORT  (eval "$(bash broker/kafka.sh env)")
 #
@@ -20,12 +25,14 @@
 #   BROKER_PORT             PLAINTEXT listener port                        [9092]
 #   BROKER_CONTROLLER_PORT  KRaft CONTROLLER listener port                 [BROKER_PORT+1]
 #   BROKER_HOME             state folder                                   [<repo>/.broker]
-#                             jars:   $BROKER_HOME/lib/
+#                             jars:   $BROKER_HOME/lib/  (unless BROKER_LIB is set)
 #                             data:   $BROKER_HOME/data-$BROKER_PORT/  (server.properties,
 #                                     cluster.id, kraft-logs/ = log.dirs)
 #                             log:    $BROKER_HOME/kafka-$BROKER_PORT.log  (log4j + JVM
 #                                     stdout/stderr; the previous run's is kept as .log.prev)
 #                             pid:    $BROKER_HOME/kafka-$BROKER_PORT.pid
+#   BROKER_LIB              folder of the broker jars (`fetch` writes it;
+#                           systemd points it at the read-only install)   [$BROKER_HOME/lib]
 #   BROKER_HEAP             JVM heap flags                                 [-Xmx512m -Xms256m]
 #   BROKER_JVM_OPTS         extra JVM flags, appended                      []
 #   BROKER_CDS              1: the first broker run records an AppCDS archive
@@ -59,7 +66,7 @@ BROKER_KAFKA_VERSION="${BROKER_KAFKA_VERSION:-}"
 JAVA="${JAVA:-java}"
 MVN="${MVN:-mvn}"
 
-lib="$BROKER_HOME/lib"
+lib="${BROKER_LIB:-$BROKER_HOME/lib}"
 marker="$lib/.fetched"
 data="$BROKER_HOME/data-$BROKER_PORT"
 props="$data/server.properties"
@@ -159,7 +166,10 @@ _fetch() {
     || die "mvn (Apache Maven) not found (MVN=$MVN); it downloads the Kafka jars from Maven Central. Install it, e.g. apt-get install -y maven"
   need_java
   local tmp out
-  tmp="$(mktemp -d "$BROKER_HOME/lib.tmp.XXXXXX")"
+  mkdir -p "$(dirname "$lib")"
+  [[ -w "$(dirname "$lib")" ]] \
+    || die "the broker jars in $lib are missing or stale and $(dirname "$lib") is not writable here; run 'bash broker/kafka.sh fetch' as a user who may write it (systemd/install.sh --with-kafka does)"
+  tmp="$(mktemp -d "$(dirname "$lib")/lib.tmp.XXXXXX")"
   out="$tmp.mvn.log"
   local -a args=(-q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies "-DoutputDirectory=$tmp")
   [[ -n "$BROKER_KAFKA_VERSION" ]] && args+=("-Dkafka.version=$BROKER_KAFKA_VERSION")
@@ -231,13 +241,13 @@ log.retention.check.interval.ms=60000
 EOF
 }
 
-cmd_start() {
-  take_lock
+# Refuse when our broker for this port already runs, or another process holds a port.
+check_not_running() {
   local pid
   pid="$(running_pid)"
   if [[ -n "$pid" ]]; then
     say "already running pid=$pid port=$BROKER_PORT"
-    return 0
+    return 1
   fi
   local p
   for p in "$BROKER_PORT" "$BROKER_CONTROLLER_PORT"; do
@@ -245,6 +255,37 @@ cmd_start() {
       die "port 127.0.0.1:$p is already in use by another process (not our broker for BROKER_PORT=$BROKER_PORT; pid file $pidfile). Stop it or choose other ports with BROKER_PORT / BROKER_CONTROLLER_PORT."
     fi
   done
+}
+
+# Sets cp and jvm (the flags shared by StorageTool and the broker). $1: "file" sends log4j
+# output to $logfile, "console" to stdout (see broker/log4j2.xml).
+set_jvm() {
+  cp="$lib/*"
+  local -a heap=() extra=() logto=()
+  read -r -a heap <<<"$BROKER_HEAP"
+  read -r -a extra <<<"$BROKER_JVM_OPTS"
+  [[ "$1" == file ]] && logto=("-Dbroker.log.file=$logfile")
+  # Serial GC + C1 only: ~0.8 s faster to ready than Kafka's G1 defaults on 2 cores.
+  jvm=(${heap[@]+"${heap[@]}"} -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+    -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$here/log4j2.xml" ${logto[@]+"${logto[@]}"}
+    "-Dkafka.logs.dir=$BROKER_HOME" ${extra[@]+"${extra[@]}"})
+}
+
+# Storage is formatted once; the cluster id is generated once and kept in $data/cluster.id.
+needs_format() { [[ ! -f "$data/kraft-logs/meta.properties" ]]; }
+cluster_id() {
+  [[ -s "$data/cluster.id" ]] || new_cluster_id >"$data/cluster.id"
+  cat "$data/cluster.id"
+}
+format_storage() {
+  "$JAVA" "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format \
+    --cluster-id "$1" --config "$props" --ignore-formatted
+}
+
+cmd_start() {
+  take_lock
+  check_not_running || return 0
   need_java
   cmd_fetch
   mkdir -p "$data"
@@ -254,24 +295,15 @@ cmd_start() {
   [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.prev"
   : >"$logfile"
 
-  local cp="$lib/*"
-  local -a heap=() extra=()
-  read -r -a heap <<<"$BROKER_HEAP"
-  read -r -a extra <<<"$BROKER_JVM_OPTS"
-  # Serial GC + C1 only: ~0.8 s faster to ready than Kafka's G1 defaults on 2 cores.
-  local -a jvm=(${heap[@]+"${heap[@]}"} -XX:+UseSerialGC -XX:TieredStopAtLevel=1
-    -Djava.awt.headless=true
-    "-Dlog4j2.configurationFile=$here/log4j2.xml" "-Dbroker.log.file=$logfile"
-    "-Dkafka.logs.dir=$BROKER_HOME" ${extra[@]+"${extra[@]}"})
+  local cp pid
+  local -a jvm=()
+  set_jvm file
 
-  # Format storage once; the cluster id is generated once and kept in $data/cluster.id.
-  if [[ ! -f "$data/kraft-logs/meta.properties" ]]; then
-    [[ -s "$data/cluster.id" ]] || new_cluster_id >"$data/cluster.id"
+  if needs_format; then
     local cid
-    cid="$(cat "$data/cluster.id")"
+    cid="$(cluster_id)"
     say "formatting storage in $data/kraft-logs (cluster id $cid)"
-    if ! "$JAVA" "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format \
-           --cluster-id "$cid" --config "$props" --ignore-formatted >>"$logfile" 2>&1; then
+    if ! format_storage "$cid" >>"$logfile" 2>&1; then
       tail -n 30 "$logfile" >&2
       die "formatting Kafka storage failed (see $logfile)"
     fi
@@ -320,6 +352,35 @@ cmd_start() {
   die "the broker did not come up within ${BROKER_START_TIMEOUT}s (log: $logfile); killed it"
 }
 
+# Config and storage for a foreground broker. Leaves cp and jvm set for cmd_run.
+cmd_prepare() {
+  take_lock
+  check_not_running || die "stop it first (bash broker/kafka.sh stop) or use another BROKER_PORT"
+  need_java
+  cmd_fetch
+  mkdir -p "$data"
+  write_props
+  set_jvm console
+  if needs_format; then
+    local cid
+    cid="$(cluster_id)"
+    say "formatting storage in $data/kraft-logs (cluster id $cid)"
+    format_storage "$cid" 2>&1 || die "formatting Kafka storage in $data/kraft-logs failed"
+  fi
+  exec 9>&-
+}
+
+# The broker in the foreground, as this very process (exec): its supervisor (systemd) owns
+# the pid, the signals and the log. No pid file and no CDS archive (recording one needs the
+# clean `stop` of this script).
+cmd_run() {
+  local cp
+  local -a jvm=()
+  cmd_prepare
+  say "running the broker in the foreground: pid=$$ port=$BROKER_PORT controller=$BROKER_CONTROLLER_PORT data=$data"
+  exec "$JAVA" "${jvm[@]}" -cp "$cp" kafka.Kafka "$props"
+}
+
 cmd_stop() {
   take_lock
   local pid
@@ -363,6 +424,8 @@ cmd_env() { echo "KAFKA_BROKERS=127.0.0.1:$BROKER_PORT"; }
 case "${1:-}" in
   fetch) cmd_fetch ;;
   start) cmd_start ;;
+  prepare) cmd_prepare ;;
+  run) cmd_run ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
   env) cmd_env ;;
