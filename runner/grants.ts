@@ -50,6 +50,26 @@ export interface FunctionGrants {
   resultTopic?: string;
   /** `key`: tasks with the same key run one at a time, in offset order. @default "none" */
   ordering?: "none" | "key";
+  /**
+   * `task`: a fresh process per task. `function`: warm processes serve many tasks of this
+   * function, one after another or `warm.concurrency` at a time; module state persists
+   * between those tasks. Permissions, heap cap and environment are the same. @default "task"
+   */
+  isolation?: "task" | "function";
+  /** Limits of warm processes (only with `isolation: "function"`). */
+  warm?: WarmLimits;
+}
+
+/** Limits of the warm processes of one function. */
+export interface WarmLimits {
+  /** Tasks one process runs at the same time. @default 1 */
+  concurrency?: number;
+  /** Tasks a process serves before it is replaced. @default 1000 */
+  maxTasks?: number;
+  /** Age after which a process takes no new task, in ms. @default 300000 */
+  maxAgeMs?: number;
+  /** Heap used (MiB) above which a process is replaced. @default 0.75 × memoryMb */
+  maxHeapMb?: number;
 }
 
 /** Retries of one function. */
@@ -82,6 +102,8 @@ const KNOWN = new Set<string>([
   "retries",
   "resultTopic",
   "ordering",
+  "isolation",
+  "warm",
 ]);
 
 /**
@@ -137,8 +159,12 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
           bad(`${at}.env`, "an object of NAME: string", value);
         }
         grants.env = { ...(value as Record<string, string>) };
-      } else if (key === "delivery" || key === "ordering") {
-        const allowed = key === "delivery" ? ["at-most-once", "at-least-once"] : ["none", "key"];
+      } else if (key === "delivery" || key === "ordering" || key === "isolation") {
+        const allowed = {
+          delivery: ["at-most-once", "at-least-once"],
+          ordering: ["none", "key"],
+          isolation: ["task", "function"],
+        }[key];
         if (!allowed.includes(value as string)) {
           bad(`${at}.${key}`, `one of ${allowed.join(", ")}`, value);
         }
@@ -150,6 +176,8 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
         grants.resultTopic = value as string;
       } else if (key === "retries") {
         grants.retries = parseRetries(value, `${at}.retries`, bad);
+      } else if (key === "warm") {
+        grants.warm = parseWarm(value, `${at}.warm`, bad);
       } else {
         const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, Number.MAX_SAFE_INTEGER];
         if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
@@ -186,6 +214,25 @@ function parseRetries(
   };
   if (policy.maxMs < policy.baseMs) bad(`${at}.maxMs`, `at least baseMs (${policy.baseMs})`, maxMs);
   return policy;
+}
+
+function parseWarm(
+  value: unknown,
+  at: string,
+  bad: (where: string, must: string, got: unknown) => never,
+): WarmLimits {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    bad(at, 'an object like {"concurrency": 4, "maxTasks": 1000}', value);
+  }
+  const limits: WarmLimits = {};
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    if (!["concurrency", "maxTasks", "maxAgeMs", "maxHeapMb"].includes(key)) {
+      bad(`${at}.${key}`, "absent (concurrency, maxTasks, maxAgeMs, maxHeapMb)", key);
+    }
+    if (!Number.isSafeInteger(v) || (v as number) < 1) bad(`${at}.${key}`, "an integer >= 1", v);
+    limits[key as keyof WarmLimits] = v as number;
+  }
+  return limits;
 }
 
 /**

@@ -14,6 +14,8 @@ export interface RunnerGauges {
   readonly maxRunning: number;
   /** True while fetching waits for a free slot. */
   readonly saturated: boolean;
+  /** Warm processes alive (functions with `isolation: "function"`). */
+  readonly warmProcesses: number;
 }
 
 /** Options of {@link RunnerMetrics}. */
@@ -105,6 +107,14 @@ export class RunnerMetrics {
       registers,
       collect() {
         this.set(gauges.maxRunning);
+      },
+    });
+    new client.Gauge({
+      name: "task_runner_warm_processes",
+      help: "Warm sandbox processes alive (isolation: function).",
+      registers,
+      collect() {
+        this.set(gauges.warmProcesses);
       },
     });
     new client.Gauge({

@@ -15,6 +15,7 @@ import { logger } from "./logging.ts";
 import { Pool } from "./pool.ts";
 import { Publisher } from "./publisher.ts";
 import { type ChildResult, type RunningChild, Sandbox } from "./sandbox.ts";
+import { WarmSandboxes } from "./warm_sandbox.ts";
 import { decodeTask } from "./task_decoder.ts";
 
 /** The part of the configuration a runner uses. */
@@ -71,6 +72,8 @@ export class Runner {
   readonly #consumer: TaskConsumer;
   readonly #dispatcher: Dispatcher;
   readonly #live = new Set<RunningChild>();
+  /** Warm processes of functions with `isolation: "function"`, one pool set per function. */
+  readonly #warm = new Map<string, WarmSandboxes>();
   readonly #log = logger("runner");
   readonly #taskLog = logger("task");
   readonly #observer: TaskObserver | undefined;
@@ -186,6 +189,7 @@ export class Runner {
         );
       }
       await this.#dispatcher.settled();
+      await Promise.all([...this.#warm.values()].map((warm) => warm.close()));
       await this.#dispatcher.flushCommits();
       await this.#consumer.disconnect().catch((error) =>
         this.#log.error("Consumer did not stop cleanly: {error}", { error: String(error) })
@@ -204,6 +208,32 @@ export class Runner {
   async kill(why: string, force = false): Promise<void> {
     for (const child of this.#live) child.stop(why, force);
     await this.#dispatcher.settled();
+  }
+
+  /** The task-mode sandbox, or the function's warm sandboxes. */
+  #sandboxFor(handler: string): Pick<Sandbox, "spawn"> {
+    const grants = this.#grants.get(handler);
+    if (grants?.isolation !== "function") return this.#sandbox;
+    let warm = this.#warm.get(handler);
+    if (!warm) {
+      warm = new WarmSandboxes({
+        killGraceMs: this.#settings.killGraceMs,
+        hostEnv: Deno.env.toObject(),
+        denoDir: Deno.env.get("DENO_DIR"),
+        ...grants.warm,
+        onSandboxOutput: (output) =>
+          this.#taskLog.warn("{handler} warm sandbox pid {pid} {stream}: {line}", { ...output }),
+      });
+      this.#warm.set(handler, warm);
+    }
+    return warm;
+  }
+
+  /** Warm processes alive now, over all functions. */
+  get warmProcesses(): number {
+    let n = 0;
+    for (const warm of this.#warm.values()) n += warm.stats().processes;
+    return n;
   }
 
   #policy(handler: string): DeliveryPolicy {
@@ -290,7 +320,7 @@ export class Runner {
     const started = performance.now();
     let child: RunningChild;
     try {
-      child = this.#sandbox.spawn({
+      child = this.#sandboxFor(job.task.handler).spawn({
         handler: job.task.handler,
         file: job.task.file,
         task: { ...job.task.fields, attempt: job.attempt },
