@@ -4,7 +4,8 @@
  * 1. bare spawn rate of the no-op sandboxed handler (Sandbox.spawn directly, no Kafka),
  * 2. end-to-end rate of N no-op tasks through the broker and the runner (same cap),
  * 3. their ratio, latency produce → handler start (light load) and fetch → spawn,
- * 4. the runner's peak RSS (VmHWM) and the cost of payload sizes and caps.
+ * 4. the same through warm sandboxes (`isolation: "function"`),
+ * 5. the runner's idle and peak RSS and the cost of payload sizes and caps.
  *
  * Options: --tasks N (default 1000), --quick (fewer tasks, no table).
  * Uses KAFKA_BROKERS, or starts the local broker on 127.0.0.1:39092.
@@ -61,17 +62,28 @@ interface EndToEnd {
   rate: number;
   dispatchP50: number;
   dispatchP99: number;
+  idleRssMb: number;
   peakRssMb: number;
   peakRunning: number;
 }
 
-/** Pre-load `count` tasks, start a runner, time until all have an outcome. */
-async function endToEnd(
-  brokers: string,
-  count: number,
-  cap: number,
-  payloadBytes: number,
-): Promise<EndToEnd> {
+interface EndToEndOptions {
+  count: number;
+  cap: number;
+  /** Payload size in bytes. @default 2 */
+  payloadBytes?: number;
+  /** Functions config file (e.g. for `isolation: "function"`). @default none */
+  functionsConfig?: string;
+  /** `debug` gives per-task dispatch figures; `info` costs the runner less. @default "debug" */
+  logLevel?: string;
+}
+
+const stamp = (line: { "@timestamp"?: string } | undefined) =>
+  Date.parse((line as { "@timestamp": string })["@timestamp"]);
+
+/** Pre-load tasks, start a runner, time from its group join to the last outcome. */
+async function endToEnd(brokers: string, options: EndToEndOptions): Promise<EndToEnd> {
+  const { count, cap, payloadBytes = 2 } = options;
   const topic = unique("bench");
   const kafka = createKafka({ brokers: brokers.split(","), clientId: "bench" });
   const admin = kafka.admin();
@@ -94,40 +106,49 @@ async function endToEnd(
     FUNCTIONS_DIR: FUNCTIONS,
     MAX_RUNNING: String(cap),
     MAX_PAYLOAD_BYTES: String(2 * 1024 * 1024),
+    LOG_LEVEL: options.logLevel ?? "debug",
+    ...(options.functionsConfig ? { FUNCTIONS_CONFIG: options.functionsConfig } : {}),
   });
-  const first = await runner.waitFor(
-    "the first start",
-    () => runner.lines.find((l) => l.message.startsWith("Started")),
+  const joined = await runner.waitFor(
+    "the group join",
+    () => runner.lines.find((l) => l.message.startsWith("Joined group")),
     60_000,
   );
-  const t0 = Date.parse((first as unknown as { "@timestamp": string })["@timestamp"]);
+  const idle = await Deno.readTextFile(`/proc/${runner.process.pid}/status`);
   const outcomes = await runner.waitForOutcomes(count, 600_000);
-  const lastLine = runner.lines.filter((l) => l.properties?.outcome !== undefined).at(-1)!;
-  const t1 = Date.parse((lastLine as unknown as { "@timestamp": string })["@timestamp"]);
+  const lastLine = runner.lines.filter((l) => l.properties?.outcome !== undefined).at(-1);
   const failed = outcomes.filter((o) => o.outcome !== "ok");
   if (failed.length) {
     throw new Error(`${failed.length} tasks did not end ok: ${JSON.stringify(failed[0])}`);
   }
   const status = await Deno.readTextFile(`/proc/${runner.process.pid}/status`);
-  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+  const kb = (text: string, field: string) =>
+    Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? NaN);
   const starts = runner.lines.filter((l) => l.message.startsWith("Started"));
   const dispatch = starts.map((l) => l.properties.dispatchMs as number).sort((a, b) => a - b);
   return {
-    rate: count / Math.max(0.001, (t1 - t0) / 1000),
+    rate: count / Math.max(0.001, (stamp(lastLine as never) - stamp(joined as never)) / 1000),
     dispatchP50: percentile(dispatch, 50),
     dispatchP99: percentile(dispatch, 99),
-    peakRssMb: hwm / 1024,
-    peakRunning: Math.max(...starts.map((l) => l.properties.running as number)),
+    idleRssMb: kb(idle, "VmRSS") / 1024,
+    peakRssMb: kb(status, "VmHWM") / 1024,
+    peakRunning: Math.max(0, ...starts.map((l) => l.properties.running as number)),
   };
 }
 
 /** Light load: one task every `gapMs`; produce → handler start latency. */
-async function lightLoadLatency(brokers: string, count: number, gapMs: number): Promise<number[]> {
+async function lightLoadLatency(
+  brokers: string,
+  count: number,
+  gapMs: number,
+  functionsConfig?: string,
+): Promise<number[]> {
   const topic = unique("latency");
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FUNCTIONS,
+    ...(functionsConfig ? { FUNCTIONS_CONFIG: functionsConfig } : {}),
   });
   await runner.waitFor(
     "the group join",
@@ -151,44 +172,73 @@ async function lightLoadLatency(brokers: string, count: number, gapMs: number): 
 
 const cores = navigator.hardwareConcurrency;
 const memGb = Deno.systemMemoryInfo().total / 1024 ** 3;
-1024 / 1024;
 console.log(
-  `task-runner bench: deno ${Deno.version.deno}, ${cores} cores, ${
-    fmt(memGb, 0)
-  } GiB, ${TASKS} tasks`,
+  `task-runner bench: deno ${Deno.version.deno}, ${cores} cores, ${fmt(memGb, 0)} GiB, ` +
+    `${TASKS} tasks`,
 );
 const brokers = Deno.env.get("KAFKA_BROKERS") || await startLocalBroker({ port: 39092 });
 console.log(`broker ${brokers}`);
+const warmConfig = await Deno.makeTempFile({ suffix: ".json" });
+await Deno.writeTextFile(
+  warmConfig,
+  JSON.stringify({
+    functions: {
+      noop: { isolation: "function", warm: { concurrency: 16 } },
+      stamp: { isolation: "function" },
+    },
+  }),
+);
+const row = (label: string, value: string) => console.log(`${label.padEnd(48)}${value}`);
 
 // Warm the transpile cache once so neither side pays it.
-await bareSpawnRate(4, 4, new TextEncoder().encode("{}"));
+const noPayload = new TextEncoder().encode("{}");
+await bareSpawnRate(4, 4, noPayload);
 
 const cap = 100;
-const bare = await bareSpawnRate(TASKS, cap, new TextEncoder().encode("{}"));
-const e2e = await endToEnd(brokers, TASKS, cap, 2);
-console.log(`\n== process-per-task, no-op handler, cap ${cap} ==`);
-console.log(`bare spawn rate (Sandbox.spawn, no Kafka)   ${fmt(bare)} tasks/s`);
-console.log(`end-to-end rate (broker → runner → child)   ${fmt(e2e.rate)} tasks/s`);
-console.log(`ratio end-to-end / bare                     ${fmt(e2e.rate / bare, 2)}`);
-console.log(
-  `fetch → spawn p50 / p99                     ${fmt(e2e.dispatchP50, 2)} / ${
-    fmt(e2e.dispatchP99, 2)
-  } ms`,
+const bare = await bareSpawnRate(TASKS, cap, noPayload);
+const bestBare = Math.max(
+  ...await Promise.all([2, 4].map((c) => bareSpawnRate(200, c, noPayload))),
 );
-console.log(`peak live children                          ${e2e.peakRunning}`);
-console.log(`runner peak RSS (VmHWM)                     ${fmt(e2e.peakRssMb)} MB`);
+const e2e = await endToEnd(brokers, { count: TASKS, cap });
+console.log(`\n== process per task (isolation: task), no-op handler, cap ${cap} ==`);
+row("bare spawn rate, cap 100 (Sandbox.spawn, no Kafka)", `${fmt(bare)} tasks/s`);
+row("bare spawn rate, best of cap 2 and 4", `${fmt(bestBare)} tasks/s`);
+row("end-to-end rate (broker → runner → child)", `${fmt(e2e.rate)} tasks/s`);
+row("ratio end-to-end / bare (cap 100, same run)", fmt(e2e.rate / bare, 2));
+row("ratio end-to-end / best bare", fmt(e2e.rate / bestBare, 2));
+row(
+  "dispatch (slot → spawned, commit incl.) p50 / p99",
+  `${fmt(e2e.dispatchP50, 2)} / ${fmt(e2e.dispatchP99, 2)} ms`,
+);
+row("peak live children", String(e2e.peakRunning));
+row("runner RSS idle / peak with the cap full", `${fmt(e2e.idleRssMb)} / ${fmt(e2e.peakRssMb)} MB`);
 
-const latency = await lightLoadLatency(brokers, values.quick ? 20 : 50, 100);
-console.log(`\n== light load: one task every 100 ms ==`);
-console.log(
-  `produce → handler start p50 / p99            ${percentile(latency, 50)} / ${
-    percentile(latency, 99)
-  } ms`,
+const warmTasks = TASKS * 5;
+const warm = await endToEnd(brokers, {
+  count: warmTasks,
+  cap,
+  functionsConfig: warmConfig,
+  logLevel: "info",
+});
+console.log(`\n== warm sandboxes (isolation: function, concurrency 16), cap ${cap} ==`);
+row(`end-to-end rate, ${warmTasks} no-op tasks`, `${fmt(warm.rate)} tasks/s`);
+row("ratio function mode / bare spawn rate (cap 100)", fmt(warm.rate / bare, 1));
+row("ratio function mode / task mode end-to-end", fmt(warm.rate / e2e.rate, 1));
+row("runner peak RSS", `${fmt(warm.peakRssMb)} MB`);
+
+const samples = values.quick ? 20 : 50;
+const latency = await lightLoadLatency(brokers, samples, 100);
+const warmLatency = await lightLoadLatency(brokers, samples, 100, warmConfig);
+console.log(`\n== light load: one task every 100 ms, produce → handler start ==`);
+row("task mode p50 / p99", `${percentile(latency, 50)} / ${percentile(latency, 99)} ms`);
+row(
+  "function mode p50 / p99",
+  `${percentile(warmLatency, 50)} / ${percentile(warmLatency, 99)} ms`,
 );
 
 if (!values.quick) {
-  console.log(`\n== how cost grows: ${Math.min(TASKS, 300)} tasks per row ==`);
-  console.log("| cap | payload | tasks/s | fetch→spawn p99 ms | runner peak RSS MB |");
+  console.log(`\n== how cost grows (task mode): ${Math.min(TASKS, 300)} tasks per row ==`);
+  console.log("| cap | payload | tasks/s | dispatch p99 ms | runner peak RSS MB |");
   console.log("|---:|---:|---:|---:|---:|");
   const rows: Array<[number, number]> = [
     [1, 2],
@@ -200,7 +250,7 @@ if (!values.quick) {
   ];
   for (const [c, bytes] of rows) {
     const n = c === 1 ? Math.min(TASKS, 100) : Math.min(TASKS, 300);
-    const r = await endToEnd(brokers, n, c, bytes);
+    const r = await endToEnd(brokers, { count: n, cap: c, payloadBytes: bytes });
     const size = bytes < 1024
       ? `${bytes} B`
       : bytes < 1024 * 1024
@@ -211,4 +261,5 @@ if (!values.quick) {
     );
   }
 }
+await Deno.remove(warmConfig);
 Deno.exit(0);

@@ -65,6 +65,14 @@ export class RunnerMetrics {
         this.set(Deno.memoryUsage().rss);
       },
     });
+    new client.Gauge({
+      name: "task_runner_heap_used_bytes",
+      help: "V8 heap in use by the runner process.",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().heapUsed);
+      },
+    });
     if (admin) {
       new client.Gauge({
         name: "task_runner_consumer_lag",
