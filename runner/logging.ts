@@ -29,11 +29,26 @@ export function logger(...category: string[]): Logger {
   return getLogger([ROOT, ...category]);
 }
 
-/** A sink that writes whole lines synchronously, so nothing is lost when the process exits. */
-function lineSink(formatter: TextFormatter): (record: LogRecord) => void {
+/** syslog priorities, for journald's `<N>` line prefix. */
+const PRIORITY: Record<string, number> = {
+  trace: 7,
+  debug: 7,
+  info: 6,
+  warning: 4,
+  error: 3,
+  fatal: 2,
+};
+
+/**
+ * A sink that writes whole lines synchronously, so nothing is lost when the process exits.
+ * Under systemd (stdout connected to the journal) each line starts with its syslog priority,
+ * so that `journalctl -p warning` works.
+ */
+function lineSink(formatter: TextFormatter, journal: boolean): (record: LogRecord) => void {
   const encoder = new TextEncoder();
   return (record) => {
-    let bytes = encoder.encode(formatter(record));
+    const line = formatter(record);
+    let bytes = encoder.encode(journal ? `<${PRIORITY[record.level] ?? 6}>${line}` : line);
     while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
   };
 }
@@ -47,7 +62,13 @@ export async function setUpLogging(options: LoggingOptions = {}): Promise<() => 
   const pretty = format === "pretty" || (format === "auto" && Deno.stdout.isTerminal());
   await configure({
     reset: true,
-    sinks: { out: lineSink(pretty ? ansiColorFormatter : getJsonLinesFormatter()) },
+    sinks: {
+      out: lineSink(
+        pretty ? ansiColorFormatter : getJsonLinesFormatter(),
+        // systemd sets JOURNAL_STREAM when stdout goes to the journal.
+        Deno.env.get("JOURNAL_STREAM") !== undefined,
+      ),
+    },
     loggers: [
       { category: [ROOT], lowestLevel: options.level ?? "info", sinks: ["out"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
