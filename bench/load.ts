@@ -9,7 +9,6 @@
  * Exits 1 if a property does not hold. Uses KAFKA_BROKERS, or the local broker on 39092.
  */
 import { parseArgs } from "node:util";
-import { fileURLToPath } from "node:url";
 import { createKafka, createProducer } from "../runner/kafka.ts";
 import { startLocalBroker } from "../runner/local_broker.ts";
 import { FIXTURES, RunnerProcess, unique } from "../tests/integration/harness.ts";

@@ -1,8 +1,9 @@
 /**
- * The admin commands' process edge: `topics`, `inspect`, `offsets`, `lag` and `doctor` parse
- * their arguments here, take brokers/topic/group from the runner's configuration (flags, then
- * environment, then defaults) and print text, or JSON with `--json`. The work is done in
- * `runner/admin/` and `runner/doctor.ts`, which know nothing of arguments or the console.
+ * The admin commands' process edge: `topics`, `inspect`, `offsets`, `lag`, `replay` and `doctor`
+ * parse their arguments here (with `cli/admin_command.ts`), take brokers/topic/group from the
+ * runner's configuration (flags, then environment, then defaults) and print text, or JSON with
+ * `--json`. The work is done in `runner/admin/` and `runner/doctor.ts`, which know nothing of
+ * arguments or the console.
  *
  * @example
  * ```ts
@@ -10,191 +11,25 @@
  * ```
  * @module
  */
-import { parseArgs } from "node:util";
-import type { Admin, Kafka } from "kafkajs";
 import { inspectMessage } from "../runner/admin/inspect.ts";
 import { groupLag } from "../runner/admin/lag.ts";
 import { offsetsForTimestamp } from "../runner/admin/offsets.ts";
 import { listTopics } from "../runner/admin/topics.ts";
-import { OPTIONS, resolveConfig, type RunnerConfig } from "../runner/config.ts";
 import { runDoctor } from "../runner/doctor.ts";
-import { ConfigError } from "../runner/errors.ts";
-import { createKafka } from "../runner/kafka.ts";
-import { setUpLogging } from "../runner/logging.ts";
+import {
+  type AdminCommand,
+  adminKafka,
+  command,
+  CONNECTION,
+  integer,
+  parseTime,
+  required,
+  withAdmin,
+} from "./admin_command.ts";
+import { replayCommand } from "./admin_replay.ts";
 import { doctorText, lagText, messageText, offsetsText, topicsText } from "./admin_text.ts";
 
-/** One admin command: a one-line summary and its entry point (returns the exit code). */
-export interface AdminCommand {
-  /** One line for the main usage text. */
-  summary: string;
-  /** Run with the arguments after the command name; resolves to the process exit code. */
-  run(args: string[]): Promise<number>;
-}
-
-type Values = Record<string, string | boolean | undefined>;
-
-/** What a command's body gets: parsed flags, the resolved configuration and the brokers. */
-interface Context {
-  values: Values;
-  positionals: string[];
-  config: RunnerConfig;
-  /** Configured brokers, or 127.0.0.1:<local broker port> when KAFKA_BROKERS is empty. */
-  brokers: string[];
-  /** True when `brokers` is the embedded local broker (it is never started by these commands). */
-  localBroker: boolean;
-  /** Print `data` as JSON with --json, else `text()`. */
-  print(data: unknown, text: () => string): void;
-}
-
-/** A command-specific flag and its line in --help. */
-interface Flag {
-  type: "string" | "boolean";
-  doc: string;
-}
-
-interface Spec {
-  summary: string;
-  usage: string;
-  explanation: string;
-  /** Flags of the runner's configuration that matter here (all are accepted). */
-  configFlags: string[];
-  /** Command-specific flags: name, description. */
-  flags?: Record<string, Flag>;
-  positionals?: boolean;
-  body(ctx: Context): Promise<number>;
-}
-
-const COMMON_FLAGS: Record<string, Flag> = {
-  json: { type: "boolean", doc: "Print JSON (machine output) instead of text." },
-  verbose: { type: "boolean", doc: "Also print the Kafka client's log lines (on stdout)." },
-  help: { type: "boolean", doc: "This text." },
-};
-
-function helpText(name: string, spec: Spec): string {
-  const flags: Record<string, Flag> = { ...spec.flags, ...COMMON_FLAGS };
-  const own = Object.entries(flags).map(([flag, f]) =>
-    `  --${(flag + (f.type === "string" ? " <value>" : "")).padEnd(28)} ${f.doc}`
-  );
-  const config = OPTIONS.filter((o) => spec.configFlags.includes(o.flag)).map((o) =>
-    `  --${o.flag.padEnd(20)} ${o.env.padEnd(18)} ${(o.default || '""').padEnd(14)} ${o.doc}`
-  );
-  return [
-    `Usage: main.ts ${name} ${spec.usage}`,
-    "",
-    spec.explanation,
-    "",
-    "Options:",
-    ...own,
-    "",
-    "Configuration (flag, environment variable, default), as for `main.ts run`:",
-    ...config,
-    "  When KAFKA_BROKERS is empty, 127.0.0.1:<local broker port> is used (no broker is started).",
-  ].join("\n");
-}
-
-/** An integer flag, validated like every other option. */
-function integer(values: Values, flag: string, min: number): number | undefined {
-  const raw = values[flag];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (typeof raw !== "string" || !/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) {
-    throw new ConfigError(`--${flag} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-  }
-  return n;
-}
-
-function required<T>(value: T | undefined, flag: string): T {
-  if (value === undefined) throw new ConfigError(`--${flag} is required`);
-  return value;
-}
-
-/** A time given as ms since the epoch or as an ISO 8601 date/time. */
-function parseTime(raw: string): number {
-  const ms = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
-  if (!Number.isSafeInteger(ms) || ms < 0) {
-    throw new ConfigError(
-      `--time must be ms since the epoch or an ISO 8601 time (2024-05-01T12:00:00Z), got ${
-        JSON.stringify(raw)
-      }`,
-    );
-  }
-  return ms;
-}
-
-const isUsageError = (e: unknown) =>
-  e instanceof ConfigError || String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS");
-
-/** Turn a spec into a command: parsing, --help, configuration and error reporting. */
-function command(name: string, spec: Spec): AdminCommand {
-  return {
-    summary: spec.summary,
-    async run(args) {
-      const help = `Run \`main.ts ${name} --help\` for usage.`;
-      try {
-        const options: Record<string, { type: "string" | "boolean" }> = {};
-        for (const o of OPTIONS) options[o.flag] = { type: "string" };
-        for (const [flag, f] of Object.entries({ ...spec.flags, ...COMMON_FLAGS })) {
-          options[flag] = { type: f.type };
-        }
-        const { values, positionals } = parseArgs({
-          args,
-          options,
-          allowPositionals: spec.positionals ?? false,
-        });
-        if (values.help) {
-          console.log(helpText(name, spec));
-          return 0;
-        }
-        const flags = Object.fromEntries(
-          OPTIONS.map((o) => [o.flag, values[o.flag]]).filter(([, v]) => typeof v === "string"),
-        );
-        const config = resolveConfig(flags, Deno.env.toObject());
-        if (values.verbose) await setUpLogging({ level: "debug", format: config.logFormat });
-        const json = values.json === true;
-        return await spec.body({
-          values,
-          positionals,
-          config,
-          brokers: config.brokers ?? [`127.0.0.1:${config.localBrokerPort}`],
-          localBroker: config.brokers === null,
-          print: (data, text) => console.log(json ? JSON.stringify(data, null, 2) : text()),
-        });
-      } catch (error) {
-        const e = error as Error;
-        if (isUsageError(e)) {
-          console.error(`${name}: ${e.message}\n${help}`);
-          return 2;
-        }
-        const hint = e.name.startsWith("KafkaJS") ? "\nRun `main.ts doctor` to see why." : "";
-        console.error(`${name}: ${e.name}: ${e.message}${hint}`);
-        return 1;
-      }
-    },
-  };
-}
-
-/** A kafkajs client for one admin command: fails in seconds, not minutes, when unreachable. */
-function adminKafka(brokers: string[]): Kafka {
-  return createKafka({
-    brokers,
-    clientId: "task-runner-admin",
-    connectionTimeout: 3000,
-    requestTimeout: 10_000,
-    retries: 2,
-  });
-}
-
-async function withAdmin<T>(brokers: string[], use: (admin: Admin) => Promise<T>): Promise<T> {
-  const admin = adminKafka(brokers).admin();
-  await admin.connect();
-  try {
-    return await use(admin);
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-const CONNECTION = ["brokers", "local-broker-port"];
+export type { AdminCommand } from "./admin_command.ts";
 
 /** The admin commands, by name, for `main.ts` to dispatch to. */
 export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
@@ -263,7 +98,7 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
     configFlags: [...CONNECTION, "topic"],
     flags: { time: { type: "string", doc: "The time (required)." } },
     body: async ({ values, config, brokers, print }) => {
-      const timestamp = parseTime(required(values.time as string | undefined, "time"));
+      const timestamp = parseTime(required(values.time as string | undefined, "time"), "time");
       const rows = await withAdmin(
         brokers,
         (admin) => offsetsForTimestamp(admin, { topic: config.topic, timestamp }),
@@ -295,6 +130,8 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
       return 0;
     },
   }),
+
+  replay: replayCommand,
 
   doctor: command("doctor", {
     summary: "check brokers, advertised addresses, topic, group, functions and tools",

@@ -5,6 +5,7 @@
 import type { InspectedMessage } from "../runner/admin/inspect.ts";
 import type { GroupLag } from "../runner/admin/lag.ts";
 import type { TimestampOffset } from "../runner/admin/offsets.ts";
+import type { ReplayedMessage, ReplayReport } from "../runner/admin/replay.ts";
 import type { TopicsReport } from "../runner/admin/topics.ts";
 import type { DoctorReport } from "../runner/doctor.ts";
 
@@ -159,5 +160,63 @@ export function doctorText(report: DoctorReport): string {
     `doctor: ${report.checks.length} checks, ${count("fail")} failed, ${count("warn")} warning(s)` +
       (report.ok ? "" : " (exit 1)"),
   );
+  return out.join("\n");
+}
+
+/** What a dead letter's headers say, on one line (errors cut to 100 characters). */
+function deadLetterText(m: ReplayedMessage): string {
+  const d = m.deadLetter;
+  if (d === null) return "-";
+  const error = d.error !== null && d.error.length > 100 ? `${d.error.slice(0, 99)}…` : d.error;
+  return [
+    d.outcome ?? "(no outcome)",
+    d.attempts === null ? "" : ` after ${d.attempts} attempt(s)`,
+    d.origin === null ? "" : ` at ${d.origin}`,
+    error === null ? "" : `: ${error}`,
+  ].join("");
+}
+
+/** Text of the `replay` command: the ranges, one line per message, then the summary. */
+export function replayText(r: ReplayReport): string {
+  const out = [
+    `replay from ${r.fromTopic} to ${r.toTopic}` +
+    (r.handler === null ? "" : `, handler ${r.handler} only`) + `, limit ${r.limit}` +
+    (r.dryRun ? " (dry run: nothing is produced)" : ""),
+    "",
+    "offsets read, per partition (start inclusive, end exclusive):",
+    ...r.ranges.map((p) =>
+      `  partition ${p.partition}: ${p.start} to ${p.end}` + (p.start === p.end ? " (empty)" : "")
+    ),
+    "",
+  ];
+  if (r.messages.length > 0) {
+    const head = ["source", ...(r.dryRun ? [] : ["target"]), "handler", "key", "bytes"];
+    const rows = [[...head, "dead letter"]];
+    for (const m of r.messages) {
+      rows.push([
+        `${m.partition}@${m.offset}`,
+        ...(m.target === null ? [] : [`${r.toTopic}/${m.target.partition}@${m.target.offset}`]),
+        m.handler ?? "(none)",
+        m.key === null ? "(none)" : JSON.stringify(m.key) + (m.keyBase64 ? " (base64)" : ""),
+        String(m.payloadBytes),
+        deadLetterText(m),
+      ]);
+    }
+    out.push(columns(rows), "");
+  }
+  const skipped = r.handler === null ? "" : `, skipped ${r.skipped} by --handler ${r.handler}`;
+  out.push(
+    r.dryRun
+      ? `dry run: read ${r.read}, would produce ${r.messages.length}${skipped}; nothing produced`
+      : `read ${r.read}, produced ${r.produced} to ${r.toTopic} (acks=all)${skipped}`,
+  );
+  if (r.limitReached) {
+    const rest = r.ranges.filter((p) => p.resumeAt !== null)
+      .map((p) => `partition ${p.partition} offset ${p.resumeAt}`);
+    out.push(
+      `limit of ${r.limit} reached: more messages match, not replayed from ${rest.join(", ")} ` +
+        "on (run again with --partition P --start-offset O, or a larger --limit)",
+    );
+  }
   return out.join("\n");
 }

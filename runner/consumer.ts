@@ -54,6 +54,19 @@ export class TaskConsumer {
       }
       dispatcher.retain(assigned);
     });
+    await this.#run(dispatcher);
+  }
+
+  /**
+   * Start consuming again after kafkajs gave up (it does not restart itself on errors it
+   * deems final, such as "Failed to find group coordinator" while a broker restarts).
+   */
+  async restart(dispatcher: Dispatcher): Promise<void> {
+    await this.#consumer.disconnect();
+    await this.#run(dispatcher);
+  }
+
+  async #run(dispatcher: Dispatcher): Promise<void> {
     await this.#consumer.connect();
     await this.#consumer.subscribe({ topics: [this.#options.topic], fromBeginning: true });
     await this.#consumer.run({

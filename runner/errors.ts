@@ -42,3 +42,8 @@ export class OffsetOutOfRangeError extends Error {
 export class AdminTimeoutError extends Error {
   override name = "AdminTimeoutError";
 }
+
+/** `replay` could not produce every selected message; the message says how many it did. */
+export class ReplayProduceError extends Error {
+  override name = "ReplayProduceError";
+}

@@ -2,23 +2,16 @@
  * The `inspect` admin command: read one message by topic, partition and offset (the PHP notes'
  * `async_task_consume_by_offset`), without touching any real consumer group.
  *
- * kafkajs has no `assign()`: every consumer is a group member. So this joins a throwaway group
- * (`task-runner-inspect-<uuid>`) whose own partition assigner gives its only member just the
- * one partition, seeks to the offset, never commits, and deletes the group afterwards. The
- * runner's group and its committed offsets are never read or written.
+ * It reads through a throwaway consumer group (`task-runner-inspect-<uuid>`, see
+ * `range_reader.ts`) that is given only that partition, never commits and is deleted
+ * afterwards: the runner's group and its committed offsets are never read or written.
  * @module
  */
 import { Buffer } from "node:buffer";
-import {
-  type Admin,
-  AssignerProtocol,
-  type IHeaders,
-  type Kafka,
-  type KafkaMessage,
-  type PartitionAssigner,
-} from "kafkajs";
-import { AdminTimeoutError, OffsetOutOfRangeError, UnknownTopicError } from "../errors.ts";
+import type { Admin, IHeaders, Kafka, KafkaMessage } from "kafkajs";
+import { OffsetOutOfRangeError, UnknownTopicError } from "../errors.ts";
 import { partitionBounds, toNumber } from "./log_bounds.ts";
+import { readRanges } from "./range_reader.ts";
 
 /** Which message to read. */
 export interface MessageAddress {
@@ -61,36 +54,6 @@ export interface InspectOptions {
   timeoutMs?: number;
   /** Prefix of the throwaway consumer group id. @default "task-runner-inspect" */
   groupPrefix?: string;
-}
-
-const ASSIGNER_NAME = "TaskRunnerInspectSinglePartition";
-
-/** An assigner that hands the group's only member `partition` of `topic`, nothing else. */
-function singlePartition(topic: string, partition: number): PartitionAssigner {
-  return () => ({
-    name: ASSIGNER_NAME,
-    version: 0,
-    assign({ members }) {
-      return Promise.resolve(members.map(({ memberId }, i) => ({
-        memberId,
-        memberAssignment: AssignerProtocol.MemberAssignment.encode({
-          version: 0,
-          assignment: i === 0 ? { [topic]: [partition] } : {},
-          userData: Buffer.alloc(0),
-        }),
-      })));
-    },
-    protocol({ topics }) {
-      return {
-        name: ASSIGNER_NAME,
-        metadata: AssignerProtocol.MemberMetadata.encode({
-          version: 0,
-          topics,
-          userData: Buffer.alloc(0),
-        }),
-      };
-    },
-  });
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -195,64 +158,23 @@ export async function inspectMessage(
   await admin.connect();
   try {
     await checkAddress(admin, address);
-    const groupId = `${options.groupPrefix ?? "task-runner-inspect"}-${crypto.randomUUID()}`;
-    const consumer = kafka.consumer({
-      groupId,
-      partitionAssigners: [singlePartition(topic, partition)],
-      allowAutoTopicCreation: false,
-      maxWaitTimeInMs: 250,
+    let found: KafkaMessage | undefined;
+    await readRanges(kafka, {
+      topic,
+      ranges: [{ partition, start: offset, end: offset + 1 }],
+      idleTimeoutMs: timeoutMs,
+      groupPrefix: options.groupPrefix ?? "task-runner-inspect",
+      onMessage: (_, message) => {
+        found = message;
+      },
     });
-    const found = Promise.withResolvers<KafkaMessage>();
-    const timer = setTimeout(
-      () =>
-        found.reject(
-          new AdminTimeoutError(
-            `the broker did not deliver ${topic}/${partition}@${offset} within ${timeoutMs} ms`,
-          ),
-        ),
-      timeoutMs,
-    );
-    // Settled into a value at once, so a crash during connect is not an unhandled rejection.
-    const outcome = found.promise.then(
-      (message) => ({ message, error: undefined }),
-      (error: Error) => ({ message: undefined, error }),
-    );
-    const crashed = consumer.on(
-      consumer.events.CRASH,
-      ({ payload }) => found.reject(payload.error),
-    );
-    try {
-      await consumer.connect();
-      // From the beginning: every fetch then reads the log in order from the log start or from
-      // the sought offset, both <= offset, so the first message >= offset seen is the one
-      // there (or the next one, if compaction removed it). From the end, a message written
-      // just now could arrive before the seek takes effect and be taken for it.
-      await consumer.subscribe({ topics: [topic], fromBeginning: true });
-      await consumer.run({
-        autoCommit: false,
-        eachBatch: ({ batch }) => {
-          if (batch.topic !== topic || batch.partition !== partition) return Promise.resolve();
-          const message = batch.messages.find((m) => toNumber(m.offset, "offset") >= offset);
-          if (message !== undefined) found.resolve(message);
-          return Promise.resolve();
-        },
-      });
-      consumer.seek({ topic, partition, offset: String(offset) });
-      const { message, error } = await outcome;
-      if (error !== undefined) throw error;
-      if (toNumber(message.offset, "offset") !== offset) {
-        throw new OffsetOutOfRangeError(
-          `${topic}/${partition} has no message at offset ${offset} (removed by compaction, or ` +
-            `a transaction marker); the next message is at offset ${message.offset}`,
-        );
-      }
-      return toInspected(address, message);
-    } finally {
-      clearTimeout(timer);
-      crashed();
-      await consumer.disconnect();
-      await admin.deleteGroups([groupId]);
+    if (found === undefined) {
+      throw new OffsetOutOfRangeError(
+        `${topic}/${partition} has no message at offset ${offset} (removed by compaction, or ` +
+          "a transaction marker)",
+      );
     }
+    return toInspected(address, found);
   } finally {
     await admin.disconnect();
   }
