@@ -26,6 +26,8 @@ export interface Task<P = unknown> {
   offset: string;
   /** Message timestamp, ISO 8601. */
   timestamp: string;
+  /** 1 for the first run; higher when the function has `retries` and an attempt failed. */
+  attempt: number;
 }
 
 /** The second argument of a handler. */

@@ -5,21 +5,15 @@
 import type { KafkaMessage } from "kafkajs";
 import { TaskRejectedError } from "./errors.ts";
 import { handlerPath } from "./handler_name.ts";
+import type { Task } from "./handler_types.ts";
 
 /** A task ready to run. */
 export interface DecodedTask {
   handler: string;
   file: string;
   payload: Uint8Array;
-  /** What the handler receives besides the payload. */
-  fields: {
-    headers: Record<string, string>;
-    key: string | null;
-    topic: string;
-    partition: number;
-    offset: string;
-    timestamp: string;
-  };
+  /** What the handler receives besides the payload (and the attempt, set per run). */
+  fields: Omit<Task, "payload" | "attempt">;
 }
 
 /** Options of {@link decodeTask}. */
