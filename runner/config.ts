@@ -25,6 +25,11 @@ export interface RunnerConfig {
   handlerHeader: string;
   /** Maximum number of live handler processes. @default 100 */
   maxRunning: number;
+  /**
+   * Sandboxes per function started ahead of time (handler imported, waiting for one task),
+   * from the function's first task on; they count toward `maxRunning`. @default 0
+   */
+  prewarm: number;
   /** Time a task may run before it is killed. @default 30000 */
   taskTimeoutMs: number;
   /** Time between SIGTERM and SIGKILL when a child is stopped. @default 5000 */
@@ -167,6 +172,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "100",
     parse: integer(1, 10_000),
     doc: "Concurrency cap: live handler processes.",
+  },
+  {
+    key: "prewarm",
+    flag: "prewarm",
+    env: "PREWARM",
+    default: "0",
+    parse: integer(0, 10_000),
+    doc: "Sandboxes per function started ahead of time (after its first task); within the cap.",
   },
   {
     key: "taskTimeoutMs",

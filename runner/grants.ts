@@ -58,6 +58,12 @@ export interface FunctionGrants {
   isolation?: "task" | "function";
   /** Limits of warm processes (only with `isolation: "function"`). */
   warm?: WarmLimits;
+  /**
+   * Sandboxes of this function kept started ahead of time, handler imported, each waiting for
+   * one task (task isolation only); overrides PREWARM and starts with the runner. 0 turns
+   * prewarming off for this function. @default PREWARM (from the function's first task on)
+   */
+  prewarm?: number;
 }
 
 /** Limits of the warm processes of one function. */
@@ -104,7 +110,11 @@ const KNOWN = new Set<string>([
   "ordering",
   "isolation",
   "warm",
+  "prewarm",
 ]);
+
+/** Most prewarmed sandboxes one function may ask for. */
+const MAX_PREWARM = 10_000;
 
 /**
  * Validate the parsed content of a functions config file.
@@ -178,6 +188,20 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
         grants.retries = parseRetries(value, `${at}.retries`, bad);
       } else if (key === "warm") {
         grants.warm = parseWarm(value, `${at}.warm`, bad);
+      } else if (key === "prewarm") {
+        if (
+          !Number.isSafeInteger(value) || (value as number) < 0 || (value as number) > MAX_PREWARM
+        ) {
+          bad(`${at}.prewarm`, `an integer from 0 to ${MAX_PREWARM}`, value);
+        }
+        if (entry.isolation === "function" && (value as number) > 0) {
+          bad(
+            `${at}.prewarm`,
+            '0 or absent with isolation "function" (its processes are warm)',
+            value,
+          );
+        }
+        grants.prewarm = value as number;
       } else {
         const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, Number.MAX_SAFE_INTEGER];
         if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {

@@ -16,6 +16,8 @@ export interface RunnerGauges {
   readonly saturated: boolean;
   /** Warm processes alive (functions with `isolation: "function"`). */
   readonly warmProcesses: number;
+  /** Idle prewarmed children (PREWARM, functions.json `prewarm`). */
+  readonly prewarmedIdle: number;
 }
 
 /** Options of {@link RunnerMetrics}. */
@@ -123,6 +125,14 @@ export class RunnerMetrics {
       registers,
       collect() {
         this.set(gauges.warmProcesses);
+      },
+    });
+    new client.Gauge({
+      name: "task_runner_prewarmed_idle",
+      help: "Prewarmed sandboxes waiting for a task (they count toward the cap).",
+      registers,
+      collect() {
+        this.set(gauges.prewarmedIdle);
       },
     });
     new client.Gauge({

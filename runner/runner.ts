@@ -13,6 +13,7 @@ import type { GrantsTable } from "./grants.ts";
 import { createProducer, ensureTopic } from "./kafka.ts";
 import { logger } from "./logging.ts";
 import { Pool } from "./pool.ts";
+import { logPrewarmEvent, prewarmedFunctions, Prewarmer } from "./prewarm.ts";
 import { Publisher } from "./publisher.ts";
 import { type ChildResult, type RunningChild, Sandbox } from "./sandbox.ts";
 import { WarmSandboxes } from "./warm_sandbox.ts";
@@ -61,6 +62,9 @@ const contextOf = (job: Job): Context => ({
   offset: job.message.offset,
 });
 
+/** Restarts of a consumer that kafkajs gave up on, in a row, before the runner exits 1. */
+const MAX_RESTARTS = 5;
+
 /** A long-running task runner. */
 export class Runner {
   readonly #settings: RunnerSettings;
@@ -74,11 +78,14 @@ export class Runner {
   readonly #live = new Set<RunningChild>();
   /** Warm processes of functions with `isolation: "function"`, one pool set per function. */
   readonly #warm = new Map<string, WarmSandboxes>();
+  /** Prewarmed children of task-mode functions (PREWARM, functions.json `prewarm`). */
+  readonly #prewarm: Prewarmer;
   readonly #log = logger("runner");
   readonly #taskLog = logger("task");
   readonly #observer: TaskObserver | undefined;
   readonly #fatal = Promise.withResolvers<Error>();
   #assigned = 0;
+  #restarts = 0;
   #connected = false;
   #admin: Admin | null = null;
   #producer: Producer | null = null;
@@ -103,6 +110,14 @@ export class Runner {
       sessionTimeoutMs: this.#settings.sessionTimeoutMs,
     });
     this.#dispatcher = new Dispatcher({ pool: this.#pool, hooks: this.#hooks() });
+    // After the dispatcher: a freed slot goes to waiting work before a prewarmed child.
+    this.#prewarm = new Prewarmer({
+      sandbox: this.#sandbox,
+      pool: this.#pool,
+      count: this.#settings.prewarm,
+      functions: prewarmedFunctions(this.#grants, this.#settings),
+      onEvent: logPrewarmEvent,
+    });
     this.#watchConsumer();
   }
 
@@ -137,6 +152,7 @@ export class Runner {
   /** Create the topic if needed, join the group and start consuming. */
   start(): Promise<void> {
     this.#started ??= (async () => {
+      this.#prewarm.start();
       this.#admin = this.#kafka.admin();
       await this.#admin.connect();
       const { topic, topicPartitions, deadLetterTopic } = this.#settings;
@@ -172,6 +188,7 @@ export class Runner {
           drainTimeoutMs: this.#settings.drainTimeoutMs,
         },
       );
+      await this.#prewarm.close(); // idle prewarmed children first: they hold no task
       await this.#started?.catch(() => {});
       this.#dispatcher.stop();
       this.#consumer.pause();
@@ -210,10 +227,10 @@ export class Runner {
     await this.#dispatcher.settled();
   }
 
-  /** The task-mode sandbox, or the function's warm sandboxes. */
+  /** The task-mode sandbox (through the prewarmer), or the function's warm sandboxes. */
   #sandboxFor(handler: string): Pick<Sandbox, "spawn"> {
     const grants = this.#grants.get(handler);
-    if (grants?.isolation !== "function") return this.#sandbox;
+    if (grants?.isolation !== "function") return this.#prewarm;
     let warm = this.#warm.get(handler);
     if (!warm) {
       warm = new WarmSandboxes({
@@ -227,6 +244,11 @@ export class Runner {
       this.#warm.set(handler, warm);
     }
     return warm;
+  }
+
+  /** Idle prewarmed children now, over all functions. */
+  get prewarmedIdle(): number {
+    return this.#prewarm.idle;
   }
 
   /** Warm processes alive now, over all functions. */
@@ -430,12 +452,37 @@ export class Runner {
         assignment: payload.memberAssignment,
       });
     });
+    consumer.on(GROUP_JOIN, () => (this.#restarts = 0));
     consumer.on(CRASH, ({ payload }) => {
       this.#assigned = 0;
+      const error = payload.error.message;
       if (payload.restart) {
-        this.#log.warn("Consumer crashed and restarts: {error}", { error: payload.error.message });
+        this.#log.warn("Consumer crashed and kafkajs restarts it: {error}", { error });
+      } else if (this.#stopped) {
+        return;
+      } else if (this.#restarts < MAX_RESTARTS) {
+        const delayMs = 1000 * 2 ** this.#restarts++;
+        this.#log.warn(
+          "Consumer stopped on {error}; restarting it in {delayMs} ms ({n} of {max})",
+          {
+            error,
+            delayMs,
+            n: this.#restarts,
+            max: MAX_RESTARTS,
+          },
+        );
+        setTimeout(() => {
+          if (this.#stopped) return;
+          this.#consumer.restart(this.#dispatcher).catch((e) => {
+            this.#log.error("Consumer restart failed: {error}", { error: String(e) });
+            this.#fatal.resolve(e as Error);
+          });
+        }, delayMs);
       } else {
-        this.#log.error("Consumer crashed for good: {error}", { error: payload.error.message });
+        this.#log.error("Consumer crashed for good after {max} restarts: {error}", {
+          error,
+          max: MAX_RESTARTS,
+        });
         this.#fatal.resolve(payload.error);
       }
     });

@@ -4,13 +4,19 @@
  * Each child gets `--no-prompt`, no config or lock file, no remote and no npm imports, read
  * access to its own handler file only, an emptied environment, a V8 heap cap and its own
  * process group; whatever an operator granted in the functions config is added on top.
+ *
+ * A child is started for a scope ({@link Sandbox.start}: handler, file, heap cap, grants),
+ * then given its one task ({@link StartedProcess.attach}). `spawn` does both at once; the
+ * prewarmer (`prewarm.ts`) starts children ahead of time and attaches tasks later, so both
+ * paths share the task's input, timeout, kill escalation, output and result code.
  * @module
  */
 import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:url";
 import { SpawnError } from "./errors.ts";
 import { describeExit } from "./exit_words.ts";
 import type { FunctionGrants } from "./grants.ts";
-import { type PumpLimits, pumpLines } from "./output_lines.ts";
+import { ChildOutput } from "./child_output.ts";
+import type { PumpLimits } from "./output_lines.ts";
 
 /** Options of a {@link Sandbox}. */
 export interface SandboxOptions {
@@ -74,8 +80,6 @@ export interface RunningChild {
 }
 
 const LOADER = fromFileUrl(new URL("./sandbox_loader.ts", import.meta.url));
-/** Largest return value carried back from a handler. */
-const MAX_RESULT_BYTES = 1_048_576;
 const ENCODER = new TextEncoder();
 
 /** The parts of a task that decide what its process may do. */
@@ -126,6 +130,64 @@ export function sandboxEnv(
   return { ...env, ...scope.grants?.env };
 }
 
+/** A process started for a scope (see {@link Sandbox.start}), before or after its one task. */
+export interface StartedProcess {
+  readonly pid: number;
+  /** What the process may do: it serves only a task of this handler, file, heap cap and grants. */
+  readonly scope: ProcessScope;
+  /** False once the process has been seen to exit: then it takes no task. */
+  readonly alive: boolean;
+  /**
+   * Resolves when a preloaded handler has been imported (the process printed its ready line);
+   * never for a process started without `preload`, or one that exits first.
+   */
+  readonly ready: Promise<void>;
+  /**
+   * Settles when the process has exited without a task (killed, or ended on its own) and its
+   * output has been read. Stays pending once a task is attached: `done` reports that exit.
+   */
+  readonly idleExit: Promise<IdleExit>;
+  /**
+   * Give the process its one task: from here it is a {@link RunningChild}, with the task's
+   * timeout, kill escalation, output and result. Throws {@link SpawnError} when the process
+   * already has a task or has exited.
+   */
+  attach(task: SandboxTask): RunningChild;
+  /** Kill the process group now (SIGKILL), if no task was attached; else do nothing. */
+  kill(): void;
+}
+
+/** How a process without a task ended. */
+export interface IdleExit {
+  /** The exit status in words. */
+  reason: string;
+  code: number;
+  signal: Deno.Signal | null;
+  /** Its stderr lines (e.g. why the handler failed to load), within the output limits. */
+  stderr: string[];
+}
+
+/** Options of {@link Sandbox.start}. */
+export interface StartOptions {
+  /**
+   * Import the handler now, while the process waits for its task (a prewarmed process); an
+   * import that fails ends the process at once, before any task. @default false
+   */
+  preload?: boolean;
+}
+
+/** The parts of a task that decide which process may run it. */
+export type ProcessScope = SandboxScope & Pick<SandboxTask, "handler">;
+
+/** Send `signal` to the process group `pid`; a group already gone is what we wanted. */
+function signalGroup(pid: number, signal: Deno.Signal): void {
+  try {
+    Deno.kill(-pid, signal);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
 /** Spawns sandboxed handler processes. */
 export class Sandbox {
   readonly #deno: string;
@@ -148,27 +210,50 @@ export class Sandbox {
     this.#output = options.output ?? {};
   }
 
-  /** The `deno run` arguments for a task: exactly what the child is allowed. */
-  args(task: SandboxTask): string[] {
-    return sandboxArgs(task, LOADER);
+  /**
+   * The `deno run` arguments for a scope: exactly what the child is allowed. With a
+   * `readyToken`, the process preloads its handler and prints the token once it is imported.
+   */
+  args(scope: ProcessScope, readyToken: string | null = null): string[] {
+    const args = sandboxArgs(scope, LOADER);
+    // Script arguments grant nothing: the handler knows its own name and URL anyway, and with
+    // the token could only hide a line of its own or look ready early.
+    if (readyToken !== null) args.push(scope.handler, toFileUrl(scope.file).href, readyToken);
+    return args;
   }
 
   /** The child's whole environment: nothing from the runner unless granted. */
-  env(task: SandboxTask): Record<string, string> {
-    return sandboxEnv(task, { denoDir: this.#denoDir, hostEnv: this.#hostEnv });
+  env(scope: Pick<SandboxScope, "grants">): Record<string, string> {
+    return sandboxEnv(scope, { denoDir: this.#denoDir, hostEnv: this.#hostEnv });
   }
 
   /**
-   * Start a child for `task`. Throws {@link SpawnError} only if the process cannot start;
-   * every later failure is reported through `done`.
+   * Start a child for `task` and give it the task. Throws {@link SpawnError} only if the
+   * process cannot start; every later failure is reported through `done`.
    */
   spawn(task: SandboxTask): RunningChild {
+    return this.start(task).attach(task);
+  }
+
+  /**
+   * Start a sandboxed process for `scope`, waiting for its one task on stdin (see
+   * {@link StartedProcess.attach}). Throws {@link SpawnError} if the process cannot start.
+   *
+   * @example
+   * ```ts
+   * const started = sandbox.start(task, { preload: true }); // task: a SandboxTask
+   * // ... later, when the task is there:
+   * const result = await started.attach(task).done;
+   * ```
+   */
+  start(scope: ProcessScope, options: StartOptions = {}): StartedProcess {
+    const readyToken = options.preload ? crypto.randomUUID() : null;
     let process: Deno.ChildProcess;
     try {
       process = new Deno.Command(this.#deno, {
-        args: this.args(task),
+        args: this.args(scope, readyToken),
         clearEnv: true,
-        env: this.env(task),
+        env: this.env(scope),
         stdin: "piped",
         stdout: "piped",
         stderr: "piped",
@@ -176,26 +261,62 @@ export class Sandbox {
       }).spawn();
     } catch (error) {
       throw new SpawnError(
-        `cannot start ${this.#deno} for handler ${task.handler}: ${(error as Error).message}`,
+        `cannot start ${this.#deno} for handler ${scope.handler}: ${(error as Error).message}`,
       );
     }
+    const pid = process.pid;
+    const output = new ChildOutput(process, this.#output, readyToken);
+    let attached = false;
+    let alive = true;
+    const idleExit = process.status.then(async (status): Promise<IdleExit> => {
+      alive = false;
+      if (attached) return new Promise<never>(() => {}); // `done` reports this exit
+      // Leftovers of granted subprocesses would hold the pipes open.
+      if (scope.grants?.allowRun?.length) signalGroup(pid, "SIGKILL");
+      await process.stdin.close().catch(() => {}); // the child is gone: nothing to tell it
+      await output.ended;
+      const { code, signal } = status;
+      return { reason: describeExit(code, signal), code, signal, stderr: output.keptStderr };
+    });
+    return {
+      pid,
+      scope,
+      get alive() {
+        return alive;
+      },
+      ready: output.ready,
+      idleExit,
+      attach: (task) => {
+        const unfit = attached
+          ? "it already has a task"
+          : !alive
+          ? "it has exited"
+          : task.handler !== scope.handler || task.file !== scope.file
+          ? `it was started for ${scope.handler} (${scope.file})`
+          : null;
+        if (unfit) {
+          throw new SpawnError(`cannot run handler ${task.handler} in pid ${pid}: ${unfit}`);
+        }
+        attached = true;
+        return this.#run(process, output, task);
+      },
+      kill: () => {
+        if (!attached && alive) signalGroup(pid, "SIGKILL");
+      },
+    };
+  }
+
+  /** Hand `task` to a started process: input, timeout, kill escalation, output and result. */
+  #run(process: Deno.ChildProcess, output: ChildOutput, task: SandboxTask): RunningChild {
     const pid = process.pid;
     let stopReason: { outcome: "failed" | "timeout"; why: string } | null = null;
     let killTimer: ReturnType<typeof setTimeout> | undefined;
 
-    const signalGroup = (signal: Deno.Signal) => {
-      try {
-        Deno.kill(-pid, signal);
-      } catch (error) {
-        // ESRCH: the group is already gone, which is what we wanted.
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
-    };
     const stop = (outcome: "failed" | "timeout", why: string) => {
       if (stopReason) return;
       stopReason = { outcome, why };
-      signalGroup("SIGTERM");
-      killTimer = setTimeout(() => signalGroup("SIGKILL"), this.#grace);
+      signalGroup(pid, "SIGTERM");
+      killTimer = setTimeout(() => signalGroup(pid, "SIGKILL"), this.#grace);
     };
     const timeoutTimer = setTimeout(
       () => stop("timeout", `after timeout ${task.timeoutMs} ms`),
@@ -203,7 +324,6 @@ export class Sandbox {
     );
 
     const nonce = crypto.randomUUID();
-    let result: string | undefined;
     const envelope = JSON.stringify({
       nonce,
       handler: task.handler,
@@ -224,30 +344,17 @@ export class Sandbox {
         // The child exited before reading all its input; its exit status says why.
       }
     };
-    const onOutput = task.onOutput ?? (() => {});
-    const maxLine = this.#output.maxLineBytes ?? 8192;
-    const onStderr = (line: string, truncated: boolean) => {
-      if (line.startsWith(nonce)) {
-        result = line.slice(nonce.length + 1);
-      } else if (line !== "") {
-        const cut = line.length > maxLine;
-        onOutput("stderr", cut ? line.slice(0, maxLine) : line, truncated || cut);
-      }
-    };
+    output.attach(nonce, task.onOutput ?? (() => {}));
     const done = Promise.all([
       writeInput(),
-      pumpLines(process.stdout, (l, t) => onOutput("stdout", l, t), this.#output),
-      pumpLines(process.stderr, onStderr, {
-        ...this.#output,
-        maxLineBytes: Math.max(maxLine, MAX_RESULT_BYTES + nonce.length + 1),
-      }),
+      output.ended,
       process.status,
-    ]).then(([, out, err, status]): ChildResult => {
+    ]).then(([, droppedBytes, status]): ChildResult => {
       clearTimeout(timeoutTimer);
       clearTimeout(killTimer);
       const signal = status.signal;
-      if (task.grants?.allowRun?.length) signalGroup("SIGKILL"); // leftovers of granted subprocesses
-      const droppedBytes = out.droppedBytes + err.droppedBytes;
+      // Leftovers of granted subprocesses.
+      if (task.grants?.allowRun?.length) signalGroup(pid, "SIGKILL");
       const base = { code: status.code, signal, droppedBytes };
       if (stopReason) {
         const how = signal ? `killed by ${signal}` : describeExit(status.code, null);
@@ -257,7 +364,7 @@ export class Sandbox {
         ...base,
         outcome: status.success ? "ok" : "failed",
         reason: describeExit(status.code, signal),
-        result: status.success ? result : undefined,
+        result: status.success ? output.result : undefined,
       };
     });
     return {
@@ -265,7 +372,7 @@ export class Sandbox {
       done,
       stop: (why, force = false) => {
         stop("failed", why);
-        if (force) signalGroup("SIGKILL");
+        if (force) signalGroup(pid, "SIGKILL");
       },
     };
   }

@@ -6,6 +6,13 @@
  * against the read permission, which covers only the handler's own file), calls its default
  * export once and exits. It imports nothing: it runs with almost no permissions.
  *
+ * Started with no arguments (cold), it reads the task first, then imports the handler.
+ * Started prewarmed, with `<handler> <url> <ready token>` as arguments, it first starts an
+ * async read of stdin (so that it is first in line, before any handler code could read), then
+ * imports the handler while it waits and prints the ready token on stderr once it is imported;
+ * a handler that fails to load ends the process at once, before any task. A prewarmed process
+ * still serves exactly one task.
+ *
  * Exit codes the runner translates into words: 0 ok, 1 the handler threw, 64 the module has
  * no default export function, 65 the module failed to load, 66 the task on stdin was
  * unreadable, 67 the handler returned a value that is not JSON, 124 the runner went away
@@ -24,71 +31,118 @@ interface Envelope {
   task: Record<string, unknown>;
 }
 
+type Handler = (task: unknown, ctx: unknown) => unknown;
+type Read = (into: Uint8Array) => number | null | Promise<number | null>;
+
+// Captured before any handler code runs: a prewarmed process runs the handler's top-level code
+// before it reads the task, and a handler that replaces these must not see the nonce through
+// them nor keep this loader from writing its result or exiting.
+const Bytes = Uint8Array;
+const { indexOf, set, subarray } = Uint8Array.prototype;
+const apply = Reflect.apply;
+const parse = JSON.parse;
+const stringify = JSON.stringify;
+const decoder = new TextDecoder();
+const decode = decoder.decode.bind(decoder);
+const encoder = new TextEncoder();
+const encode = encoder.encode.bind(encoder);
+const writeStderr = Deno.stderr.writeSync.bind(Deno.stderr);
+const readSync: Read = Deno.stdin.readSync.bind(Deno.stdin);
+const read: Read = Deno.stdin.read.bind(Deno.stdin);
+const exit: (code: number) => never = Deno.exit;
+
+function writeLine(text: string): void {
+  const bytes = encode(`${text}\n`);
+  for (let n = 0; n < bytes.length;) n += writeStderr(apply(subarray, bytes, [n]));
+}
+
 function die(code: number, message: string): never {
-  console.error(`task-runner: ${message}`);
-  Deno.exit(code);
+  writeLine(`task-runner: ${message}`);
+  exit(code);
 }
 
-// The runner writes one JSON envelope line, then `payloadBytes` of raw JSON payload, and keeps
-// stdin open while the task runs. Synchronous reads: going through Deno.stdin.readable costs
-// ~9 ms more per task.
-let buffer = new Uint8Array(64 * 1024);
-let length = 0;
-function readAtLeast(wanted: number): void {
-  while (length < wanted) {
-    if (length === buffer.length) {
-      const bigger = new Uint8Array(buffer.length * 2);
-      bigger.set(buffer);
-      buffer = bigger;
+/**
+ * Read the envelope line and `payloadBytes` of payload. `read` is `readSync` when cold:
+ * going through Deno.stdin.readable costs ~9 ms more per task.
+ */
+async function readTask(read: Read): Promise<{ envelope: Envelope; payload: unknown }> {
+  let buffer = new Bytes(64 * 1024);
+  let length = 0;
+  const readAtLeast = async (wanted: number) => {
+    while (length < wanted) {
+      if (length === buffer.length) {
+        const bigger = new Bytes(buffer.length * 2);
+        apply(set, bigger, [buffer]);
+        buffer = bigger;
+      }
+      const n = await read(apply(subarray, buffer, [length]));
+      if (n === null) die(66, `stdin ended after ${length} bytes, before the whole task`);
+      length += n;
     }
-    const n = Deno.stdin.readSync(buffer.subarray(length));
-    if (n === null) die(66, `stdin ended after ${length} bytes, before the whole task`);
-    length += n;
+  };
+  try {
+    let newline = -1;
+    while (newline === -1) {
+      await readAtLeast(length + 1);
+      newline = apply(indexOf, apply(subarray, buffer, [0, length]), [10]);
+    }
+    const envelope: Envelope = parse(decode(apply(subarray, buffer, [0, newline])));
+    const end = newline + 1 + envelope.payloadBytes;
+    await readAtLeast(end);
+    return { envelope, payload: parse(decode(apply(subarray, buffer, [newline + 1, end]))) };
+  } catch (error) {
+    die(66, `cannot read the task from stdin: ${(error as Error).message}`);
   }
 }
 
-let envelope: Envelope;
-let payload: unknown;
-try {
-  let newline = -1;
-  while (newline === -1) {
-    readAtLeast(length + 1);
-    newline = buffer.subarray(0, length).indexOf(10);
+async function importHandler(name: string, url: string): Promise<Handler> {
+  let module: Record<string, unknown>;
+  try {
+    module = await import(url);
+  } catch (error) {
+    die(65, `cannot load handler ${name}: ${(error as Error).message}`);
   }
-  const decoder = new TextDecoder();
-  envelope = JSON.parse(decoder.decode(buffer.subarray(0, newline)));
-  readAtLeast(newline + 1 + envelope.payloadBytes);
-  payload = JSON.parse(
-    decoder.decode(buffer.subarray(newline + 1, newline + 1 + envelope.payloadBytes)),
-  );
-} catch (error) {
-  die(66, `cannot read the task from stdin: ${(error as Error).message}`);
+  const handler = module.default;
+  if (typeof handler !== "function") {
+    die(
+      64,
+      `handler ${name} has no default export function ` +
+        `(found ${handler === undefined ? "no default export" : typeof handler}); ` +
+        "write `export default async function (task, ctx) { ... }`",
+    );
+  }
+  return handler as Handler;
 }
 
 // Lifeline: the runner holds stdin open until this process exits. End of input means the
 // runner is gone (even after SIGKILL), so the task ends too rather than live on as an orphan.
 // An event, not a timer: a pending timer alone costs a no-op task ~9 ms of start-up.
-Deno.stdin.read(new Uint8Array(1)).then((n) => {
-  if (n === null) die(124, "the runner is gone (stdin closed); stopping");
-});
-
-let module: Record<string, unknown>;
-try {
-  const specifier = envelope.url;
-  module = await import(specifier);
-} catch (error) {
-  die(65, `cannot load handler ${envelope.handler}: ${(error as Error).message}`);
-}
-const handler = module.default;
-if (typeof handler !== "function") {
-  die(
-    64,
-    `handler ${envelope.handler} has no default export function ` +
-      `(found ${handler === undefined ? "no default export" : typeof handler}); ` +
-      "write `export default async function (task, ctx) { ... }`",
-  );
+function holdLifeline(): void {
+  Promise.resolve(read(new Bytes(1))).then((n) => {
+    if (n === null) die(124, "the runner is gone (stdin closed); stopping");
+  });
 }
 
+const [preloadName, preloadUrl, readyToken] = Deno.args;
+let task: { envelope: Envelope; payload: unknown };
+let handler: Handler;
+if (preloadUrl === undefined) {
+  task = await readTask(readSync);
+  holdLifeline();
+  handler = await importHandler(task.envelope.handler, task.envelope.url);
+} else {
+  // An idle prewarmed process whose runner goes away sees end of input here and exits (66).
+  const reading = readTask(read);
+  handler = await importHandler(preloadName, preloadUrl);
+  writeLine(`\n${readyToken}`); // on a line of its own, whatever the handler printed before
+  task = await reading;
+  if (task.envelope.url !== preloadUrl) {
+    die(66, `a task for ${task.envelope.url} was sent to the process of ${preloadUrl}`);
+  }
+  holdLifeline();
+}
+
+const { envelope, payload } = task;
 let result: unknown;
 try {
   result = await handler({ ...envelope.task, payload }, {
@@ -96,22 +150,19 @@ try {
     deadline: new Date(Date.now() + envelope.timeoutMs),
   });
 } catch (error) {
-  console.error(error instanceof Error ? (error.stack ?? String(error)) : String(error));
+  writeLine(error instanceof Error ? (error.stack ?? String(error)) : String(error));
   die(1, `handler ${envelope.handler} threw`);
 }
 if (result !== undefined) {
   let json: string | undefined;
   try {
-    json = JSON.stringify(result);
+    json = stringify(result);
   } catch (error) {
     die(
       67,
       `handler ${envelope.handler} returned a value that is not JSON: ${(error as Error).message}`,
     );
   }
-  if (json !== undefined) {
-    const frame = new TextEncoder().encode(`\n${envelope.nonce} ${json}\n`);
-    for (let n = 0; n < frame.length;) n += Deno.stderr.writeSync(frame.subarray(n));
-  }
+  if (json !== undefined) writeLine(`\n${envelope.nonce} ${json}`);
 }
-Deno.exit(0);
+exit(0);

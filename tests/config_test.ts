@@ -11,6 +11,7 @@ Deno.test("defaults apply when nothing is set", () => {
   assertEquals(c.handlerHeader, "php_worker");
   assertEquals(c.maxRunning, 100);
   assertEquals(c.taskTimeoutMs, 30_000);
+  assertEquals(c.prewarm, 0);
 });
 
 Deno.test("flags win over the environment, which wins over defaults", () => {
@@ -36,6 +37,7 @@ Deno.test("invalid values are refused with the option, the rule and the value", 
     [{}, { TASK_TOPIC: "bad topic" }, /TASK_TOPIC must be a Kafka topic name/],
     [{}, { LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of debug, info, warning, error/],
     [{}, { TASK_TIMEOUT_MS: "-5" }, /TASK_TIMEOUT_MS must be an integer/],
+    [{ prewarm: "two" }, {}, /--prewarm must be an integer from 0 to 10000, got "two"/],
   ];
   for (const [flags, env, message] of cases) {
     assertStrict.throws(

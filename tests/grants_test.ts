@@ -13,6 +13,9 @@ Deno.test("valid grants are kept per function", () => {
     env: { A: "b" },
   });
   assertEquals(table.get("other"), undefined);
+  assertEquals(parseGrants({ functions: { a: { prewarm: 2 } } }, "f.json").get("a"), {
+    prewarm: 2,
+  });
 });
 
 Deno.test("invalid grants are refused, naming the file, function and field", () => {
@@ -28,6 +31,12 @@ Deno.test("invalid grants are refused, naming the file, function and field", () 
     [{ functions: { a: { allowAll: true } } }, /functions\.a\.allowAll must be one of/],
     [{ functions: { a: { timeoutMs: 0 } } }, /functions\.a\.timeoutMs must be an integer from 1/],
     [{ functions: { a: { allowNet: ["a,b"] } } }, /without commas/],
+    [{ functions: { a: { prewarm: -1 } } }, /functions\.a\.prewarm must be an integer from 0/],
+    [{ functions: { a: { prewarm: 1.5 } } }, /functions\.a\.prewarm must be an integer from 0/],
+    [
+      { functions: { a: { isolation: "function", prewarm: 2 } } },
+      /functions\.a\.prewarm must be 0 or absent with isolation "function"/,
+    ],
   ];
   for (const [content, message] of cases) {
     assertStrict.throws(

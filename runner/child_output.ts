@@ -1,0 +1,92 @@
+/**
+ * The output of a sandboxed child, read from the moment it starts.
+ *
+ * Lines printed before the child has its task (a prewarmed handler's top-level code) are kept
+ * and passed on to the task once it is attached, in order, as a cold child's would be; the
+ * pipes are drained meanwhile, so an idle child never blocks on them. The loader's own lines
+ * are picked out of stderr: the ready line of a prewarmed child (its handler is imported) and
+ * the result line (prefixed with the task's nonce).
+ * @module
+ */
+import { type PumpLimits, pumpLines } from "./output_lines.ts";
+
+/** Largest return value carried back from a handler. */
+const MAX_RESULT_BYTES = 1_048_576;
+/** A nonce (`crypto.randomUUID()`) and the space after it. */
+const NONCE_PREFIX_BYTES = 37;
+
+/** Where a task's output lines go. */
+export type OnOutput = (stream: "stdout" | "stderr", line: string, truncated: boolean) => void;
+
+/** See the module documentation. */
+export class ChildOutput {
+  /** Resolves with the bytes dropped over the budgets once both streams have ended. */
+  readonly ended: Promise<number>;
+  /** Resolves when the child printed its ready line (never for a child without a token). */
+  readonly ready: Promise<void>;
+  readonly #readyToken: string | null;
+  readonly #maxLine: number;
+  readonly #kept: Array<Parameters<OnOutput>> = [];
+  #markReady: () => void;
+  #isReady = false;
+  #onOutput: OnOutput | null = null;
+  #nonce: string | null = null;
+  #result: string | undefined;
+
+  /**
+   * Start reading `child`'s stdout and stderr. `readyToken`: the line a prewarmed child prints
+   * once its handler is imported. @default null
+   */
+  constructor(
+    child: Pick<Deno.ChildProcess, "stdout" | "stderr">,
+    limits: PumpLimits = {},
+    readyToken: string | null = null,
+  ) {
+    this.#readyToken = readyToken;
+    this.#maxLine = limits.maxLineBytes ?? 8192;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.ready = promise;
+    this.#markReady = resolve;
+    this.ended = Promise.all([
+      pumpLines(child.stdout, (line, cut) => this.#line("stdout", line, cut), limits),
+      pumpLines(child.stderr, (line, cut) => this.#stderr(line, cut), {
+        ...limits,
+        maxLineBytes: Math.max(this.#maxLine, MAX_RESULT_BYTES + NONCE_PREFIX_BYTES),
+      }),
+    ]).then(([out, err]) => out.droppedBytes + err.droppedBytes);
+  }
+
+  /** The stderr lines printed before a task was attached (e.g. why the handler failed to load). */
+  get keptStderr(): string[] {
+    return this.#kept.filter(([stream]) => stream === "stderr").map(([, line]) => line);
+  }
+
+  /** The handler's JSON return value, once its result line has been read. */
+  get result(): string | undefined {
+    return this.#result;
+  }
+
+  /** From now on pass the lines to the task (the kept ones first); `nonce` marks its result. */
+  attach(nonce: string, onOutput: OnOutput): void {
+    this.#nonce = nonce;
+    this.#onOutput = onOutput;
+    for (const kept of this.#kept.splice(0)) onOutput(...kept);
+  }
+
+  #stderr(line: string, truncated: boolean): void {
+    if (this.#nonce !== null && line.startsWith(this.#nonce)) {
+      this.#result = line.slice(this.#nonce.length + 1);
+    } else if (!this.#isReady && line === this.#readyToken) {
+      this.#isReady = true;
+      this.#markReady();
+    } else if (line !== "") {
+      const cut = line.length > this.#maxLine;
+      this.#line("stderr", cut ? line.slice(0, this.#maxLine) : line, truncated || cut);
+    }
+  }
+
+  #line(stream: "stdout" | "stderr", line: string, truncated: boolean): void {
+    if (this.#onOutput) this.#onOutput(stream, line, truncated);
+    else this.#kept.push([stream, line, truncated]);
+  }
+}
