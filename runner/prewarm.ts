@@ -29,13 +29,14 @@ import type { GrantsTable } from "./grants.ts";
 import { handlerPath } from "./handler_name.ts";
 import { logger } from "./logging.ts";
 import type { Pool, Reservation } from "./pool.ts";
-import type {
-  IdleExit,
-  ProcessScope,
-  RunningChild,
-  Sandbox,
-  SandboxTask,
-  StartedProcess,
+import { fileVersion } from "./sandbox_process.ts";
+import {
+  type IdleExit,
+  type ProcessScope,
+  type RunningChild,
+  type Sandbox,
+  type SandboxTask,
+  type StartedProcess,
 } from "./sandbox.ts";
 
 /** Why the prewarmer killed an idle child. */
@@ -384,14 +385,4 @@ export function logPrewarmEvent(event: PrewarmEvent): void {
 /** What decides which children a task may take, besides the file version. */
 function scopeKey(scope: ProcessScope): string {
   return JSON.stringify([scope.file, scope.memoryMb, scope.grants ?? {}]);
-}
-
-/** A cheap fingerprint of the handler file (a new one means new children), or why there is none. */
-function fileVersion(file: string): { version: string; error?: Error } {
-  try {
-    const info = Deno.statSync(file);
-    return { version: `${info.mtime?.getTime()}:${info.size}:${info.ino}` };
-  } catch (error) {
-    return { version: `unreadable: ${(error as Error).message}`, error: error as Error };
-  }
 }

@@ -17,6 +17,7 @@ import { describeExit } from "./exit_words.ts";
 import type { FunctionGrants } from "./grants.ts";
 import { ChildOutput } from "./child_output.ts";
 import type { PumpLimits } from "./output_lines.ts";
+import { sandboxArgs, sandboxEnv, type SandboxScope, spawnSandboxed } from "./sandbox_process.ts";
 
 /** Options of a {@link Sandbox}. */
 export interface SandboxOptions {
@@ -81,54 +82,6 @@ export interface RunningChild {
 
 const LOADER = fromFileUrl(new URL("./sandbox_loader.ts", import.meta.url));
 const ENCODER = new TextEncoder();
-
-/** The parts of a task that decide what its process may do. */
-export type SandboxScope = Pick<SandboxTask, "file" | "memoryMb" | "grants">;
-
-/**
- * The `deno run` arguments of a sandboxed process whose main module is `mainModule`: read
- * access to the handler file only, plus the operator's grants, and the heap cap. Shared by
- * {@link Sandbox} and the warm sandboxes so that both modes allow exactly the same.
- */
-export function sandboxArgs(scope: SandboxScope, mainModule: string): string[] {
-  const g = scope.grants ?? {};
-  const list = (flag: string, values: readonly string[] | undefined) =>
-    values && values.length > 0 ? [`--${flag}=${values.join(",")}`] : [];
-  const envNames = [...new Set([...(g.allowEnv ?? []), ...Object.keys(g.env ?? {})])];
-  return [
-    "run",
-    "--no-prompt",
-    "--no-config",
-    "--no-lock",
-    "--no-remote",
-    "--no-npm",
-    `--v8-flags=--max-old-space-size=${scope.memoryMb}`,
-    `--allow-read=${[scope.file, ...(g.allowRead ?? [])].join(",")}`,
-    ...list("allow-write", g.allowWrite),
-    ...list("allow-net", g.allowNet),
-    ...list("allow-env", envNames),
-    ...list("allow-run", g.allowRun),
-    ...list("allow-sys", g.allowSys),
-    mainModule,
-  ];
-}
-
-/**
- * The whole environment of a sandboxed process: nothing from the runner unless granted
- * (`allowEnv` copies from `hostEnv`, `env` sets fixed values).
- */
-export function sandboxEnv(
-  scope: Pick<SandboxScope, "grants">,
-  from: { denoDir?: string; hostEnv: Readonly<Record<string, string>> },
-): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
-  if (from.denoDir) env.DENO_DIR = from.denoDir;
-  for (const name of scope.grants?.allowEnv ?? []) {
-    const value = from.hostEnv[name];
-    if (value !== undefined) env[name] = value;
-  }
-  return { ...env, ...scope.grants?.env };
-}
 
 /** A process started for a scope (see {@link Sandbox.start}), before or after its one task. */
 export interface StartedProcess {
@@ -248,22 +201,12 @@ export class Sandbox {
    */
   start(scope: ProcessScope, options: StartOptions = {}): StartedProcess {
     const readyToken = options.preload ? crypto.randomUUID() : null;
-    let process: Deno.ChildProcess;
-    try {
-      process = new Deno.Command(this.#deno, {
-        args: this.args(scope, readyToken),
-        clearEnv: true,
-        env: this.env(scope),
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-        detached: true, // own session and process group: signals reach the whole tree
-      }).spawn();
-    } catch (error) {
-      throw new SpawnError(
-        `cannot start ${this.#deno} for handler ${scope.handler}: ${(error as Error).message}`,
-      );
-    }
+    const process = spawnSandboxed(
+      this.#deno,
+      this.args(scope, readyToken),
+      this.env(scope),
+      `handler ${scope.handler}`,
+    );
     const pid = process.pid;
     const output = new ChildOutput(process, this.#output, readyToken);
     let attached = false;

@@ -6,7 +6,6 @@
  * @module
  */
 import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:url";
-import { SpawnError } from "./errors.ts";
 import { describeExit } from "./exit_words.ts";
 import { pumpLines } from "./output_lines.ts";
 import {
@@ -18,13 +17,8 @@ import {
   parseFrame,
   utf8Length,
 } from "./warm_protocol.ts";
-import {
-  type ChildResult,
-  type RunningChild,
-  sandboxArgs,
-  sandboxEnv,
-  type SandboxTask,
-} from "./sandbox.ts";
+import { type ChildResult, type RunningChild, type SandboxTask } from "./sandbox.ts";
+import { sandboxArgs, sandboxEnv, spawnSandboxed } from "./sandbox_process.ts";
 
 /** Why a warm process stopped taking tasks. */
 export type RecycleReason =
@@ -113,24 +107,12 @@ export class WarmProcess {
     this.handler = task.handler;
     this.version = settings.version;
     this.#allowRun = (task.grants?.allowRun?.length ?? 0) > 0;
-    let process: Deno.ChildProcess;
-    try {
-      process = new Deno.Command(settings.deno, {
-        args: sandboxArgs(task, LOADER),
-        clearEnv: true,
-        env: sandboxEnv(task, settings),
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-        detached: true, // own session and process group: signals reach the whole tree
-      }).spawn();
-    } catch (error) {
-      throw new SpawnError(
-        `cannot start ${settings.deno} for warm handler ${task.handler}: ${
-          (error as Error).message
-        }`,
-      );
-    }
+    const process = spawnSandboxed(
+      settings.deno,
+      sandboxArgs(task, LOADER),
+      sandboxEnv(task, settings),
+      `warm handler ${task.handler}`,
+    );
     this.pid = process.pid;
     this.#nonce = newNonce();
     this.#writer = process.stdin.getWriter();

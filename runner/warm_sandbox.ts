@@ -20,6 +20,7 @@
 import { SpawnError } from "./errors.ts";
 import type { PumpLimits } from "./output_lines.ts";
 import type { RunningChild, SandboxTask } from "./sandbox.ts";
+import { fileVersion } from "./sandbox_process.ts";
 import { type RecycleReason, type SandboxOutput, WarmProcess } from "./warm_process.ts";
 
 export type { RecycleReason, SandboxOutput } from "./warm_process.ts";
@@ -157,7 +158,7 @@ export class WarmSandboxes {
     if (this.#closed) {
       throw new SpawnError(`cannot run handler ${task.handler}: the warm sandboxes are closed`);
     }
-    const version = fileVersion(task);
+    const version = taskFileVersion(task);
     const key = poolKey(task);
     const now = Date.now();
     let best: WarmProcess | null = null;
@@ -236,13 +237,10 @@ function poolKey(task: SandboxTask): string {
 }
 
 /** A cheap fingerprint of the handler file: a new one means a new process. */
-function fileVersion(task: SandboxTask): string {
-  try {
-    const info = Deno.statSync(task.file);
-    return `${info.mtime?.getTime()}:${info.size}:${info.ino}`;
-  } catch (error) {
-    throw new SpawnError(
-      `cannot run handler ${task.handler}: ${task.file}: ${(error as Error).message}`,
-    );
+function taskFileVersion(task: SandboxTask): string {
+  const { version, error } = fileVersion(task.file);
+  if (error) {
+    throw new SpawnError(`cannot run handler ${task.handler}: ${task.file}: ${error.message}`);
   }
+  return version;
 }

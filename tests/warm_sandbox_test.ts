@@ -4,7 +4,7 @@
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { SpawnError } from "../runner/errors.ts";
-import { sandboxArgs } from "../runner/sandbox.ts";
+import { sandboxArgs } from "../runner/sandbox_process.ts";
 import { WarmSandboxes } from "../runner/warm_sandbox.ts";
 import { alive, assertDenied, FIXTURES, gone, run, send, until, withWarm } from "./warm_harness.ts";
 

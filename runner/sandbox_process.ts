@@ -1,0 +1,105 @@
+/**
+ * Starting a sandboxed `deno` process: its arguments (what it may do), its environment (what
+ * it may see), the spawn itself, and the handler-file fingerprint that decides when a started
+ * process is stale. Shared by task mode, prewarmed children and warm sandboxes, so that every
+ * mode allows exactly the same.
+ * @module
+ */
+import { SpawnError } from "./errors.ts";
+import type { FunctionGrants } from "./grants.ts";
+
+/** The parts of a task that decide what its process may do. */
+export interface SandboxScope {
+  /** Absolute path of the handler file (the only file it may read, unless granted). */
+  file: string;
+  /** V8 heap cap in MiB. */
+  memoryMb: number;
+  /** Operator grants for this function. */
+  grants?: Readonly<FunctionGrants>;
+}
+
+/**
+ * The `deno run` arguments of a sandboxed process whose main module is `mainModule`: read
+ * access to the handler file only, plus the operator's grants, and the heap cap. Shared by
+ * {@link Sandbox} and the warm sandboxes so that both modes allow exactly the same.
+ */
+export function sandboxArgs(scope: SandboxScope, mainModule: string): string[] {
+  const g = scope.grants ?? {};
+  const list = (flag: string, values: readonly string[] | undefined) =>
+    values && values.length > 0 ? [`--${flag}=${values.join(",")}`] : [];
+  const envNames = [...new Set([...(g.allowEnv ?? []), ...Object.keys(g.env ?? {})])];
+  return [
+    "run",
+    "--no-prompt",
+    "--no-config",
+    "--no-lock",
+    "--no-remote",
+    "--no-npm",
+    `--v8-flags=--max-old-space-size=${scope.memoryMb}`,
+    `--allow-read=${[scope.file, ...(g.allowRead ?? [])].join(",")}`,
+    ...list("allow-write", g.allowWrite),
+    ...list("allow-net", g.allowNet),
+    ...list("allow-env", envNames),
+    ...list("allow-run", g.allowRun),
+    ...list("allow-sys", g.allowSys),
+    mainModule,
+  ];
+}
+
+/**
+ * The whole environment of a sandboxed process: nothing from the runner unless granted
+ * (`allowEnv` copies from `hostEnv`, `env` sets fixed values).
+ */
+export function sandboxEnv(
+  scope: Pick<SandboxScope, "grants">,
+  from: { denoDir?: string; hostEnv: Readonly<Record<string, string>> },
+): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
+  if (from.denoDir) env.DENO_DIR = from.denoDir;
+  for (const name of scope.grants?.allowEnv ?? []) {
+    const value = from.hostEnv[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...scope.grants?.env };
+}
+
+/**
+ * Start a sandboxed `deno` process: emptied environment plus `env`, piped stdio, and its own
+ * session and process group (signals then reach the whole tree). Shared by task mode,
+ * prewarmed children and warm sandboxes.
+ * @throws {SpawnError} naming `what` if the process cannot start.
+ */
+export function spawnSandboxed(
+  deno: string,
+  args: string[],
+  env: Record<string, string>,
+  what: string,
+): Deno.ChildProcess {
+  try {
+    return new Deno.Command(deno, {
+      args,
+      clearEnv: true,
+      env,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+    }).spawn();
+  } catch (error) {
+    throw new SpawnError(`cannot start ${deno} for ${what}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * A cheap fingerprint of a handler file (mtime, size, inode): a new one means processes
+ * started from the old file must not take new tasks. When the file cannot be read, the
+ * fingerprint says so and `error` is set.
+ */
+export function fileVersion(file: string): { version: string; error?: Error } {
+  try {
+    const info = Deno.statSync(file);
+    return { version: `${info.mtime?.getTime()}:${info.size}:${info.ino}` };
+  } catch (error) {
+    return { version: `unreadable: ${(error as Error).message}`, error: error as Error };
+  }
+}
