@@ -91,8 +91,10 @@ async function endToEnd(brokers: string, options: EndToEndOptions): Promise<EndT
   await Promise.all([admin.connect(), producer.connect()]);
   await admin.createTopics({ topics: [{ topic, numPartitions: 4 }], waitForLeaders: true });
   const value = JSON.stringify({ pad: "x".repeat(Math.max(0, payloadBytes - 10)) });
-  for (let i = 0; i < count; i += 500) {
-    const n = Math.min(500, count - i);
+  // Batches stay under the broker's default request and message size limits (~1 MB).
+  const perBatch = Math.max(1, Math.min(500, Math.floor(900_000 / (payloadBytes + 200))));
+  for (let i = 0; i < count; i += perBatch) {
+    const n = Math.min(perBatch, count - i);
     await producer.send({
       topic,
       messages: Array.from({ length: n }, () => ({ value, headers: { php_worker: "noop" } })),
@@ -142,7 +144,7 @@ async function lightLoadLatency(
   count: number,
   gapMs: number,
   functionsConfig?: string,
-): Promise<number[]> {
+): Promise<{ latency: number[]; dispatch: number[] }> {
   const topic = unique("latency");
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
@@ -164,10 +166,13 @@ async function lightLoadLatency(
   }
   await producer.disconnect();
   await runner.waitForOutcomes(count);
-  return runner.output("stamp").map((line) => {
+  const latency = runner.output("stamp").map((line) => {
     const [, started, produced] = line.split(" ").map(Number);
     return started - produced;
   }).sort((a, b) => a - b);
+  const dispatch = runner.lines.filter((l) => l.message.startsWith("Started"))
+    .map((l) => l.properties.dispatchMs as number).sort((a, b) => a - b);
+  return { latency, dispatch };
 }
 
 const cores = navigator.hardwareConcurrency;
@@ -188,7 +193,7 @@ await Deno.writeTextFile(
     },
   }),
 );
-const row = (label: string, value: string) => console.log(`${label.padEnd(48)}${value}`);
+const row = (label: string, value: string) => console.log(`${label.padEnd(54)}${value}`);
 
 // Warm the transpile cache once so neither side pays it.
 const noPayload = new TextEncoder().encode("{}");
@@ -227,14 +232,13 @@ row("ratio function mode / task mode end-to-end", fmt(warm.rate / e2e.rate, 1));
 row("runner peak RSS", `${fmt(warm.peakRssMb)} MB`);
 
 const samples = values.quick ? 20 : 50;
-const latency = await lightLoadLatency(brokers, samples, 100);
-const warmLatency = await lightLoadLatency(brokers, samples, 100, warmConfig);
-console.log(`\n== light load: one task every 100 ms, produce → handler start ==`);
-row("task mode p50 / p99", `${percentile(latency, 50)} / ${percentile(latency, 99)} ms`);
-row(
-  "function mode p50 / p99",
-  `${percentile(warmLatency, 50)} / ${percentile(warmLatency, 99)} ms`,
-);
+const light = await lightLoadLatency(brokers, samples, 100);
+const warmLight = await lightLoadLatency(brokers, samples, 100, warmConfig);
+const pair = (xs: number[]) => `${fmt(percentile(xs, 50), 1)} / ${fmt(percentile(xs, 99), 1)} ms`;
+console.log(`\n== light load: one task every 100 ms ==`);
+row("task mode: produce → handler start p50 / p99", pair(light.latency));
+row("task mode: dispatch (slot → spawned) p50 / p99", pair(light.dispatch));
+row("function mode: produce → handler start p50 / p99", pair(warmLight.latency));
 
 if (!values.quick) {
   console.log(`\n== how cost grows (task mode): ${Math.min(TASKS, 300)} tasks per row ==`);
@@ -246,16 +250,16 @@ if (!values.quick) {
     [100, 2],
     [100, 1024],
     [100, 100 * 1024],
-    [100, 1024 * 1024],
+    [100, 1_000_000],
   ];
   for (const [c, bytes] of rows) {
     const n = c === 1 ? Math.min(TASKS, 100) : Math.min(TASKS, 300);
     const r = await endToEnd(brokers, { count: n, cap: c, payloadBytes: bytes });
     const size = bytes < 1024
       ? `${bytes} B`
-      : bytes < 1024 * 1024
+      : bytes < 1_000_000
       ? `${bytes / 1024} KB`
-      : `${bytes / 1024 / 1024} MB`;
+      : `${bytes / 1_000_000} MB`;
     console.log(
       `| ${c} | ${size} | ${fmt(r.rate)} | ${fmt(r.dispatchP99, 2)} | ${fmt(r.peakRssMb)} |`,
     );
