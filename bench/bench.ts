@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { Sandbox } from "../runner/sandbox.ts";
 import { createKafka, createProducer } from "../runner/kafka.ts";
-import { startLocalBroker } from "../runner/local_broker.ts";
+import { benchBrokers } from "./broker.ts";
 import { RunnerProcess, unique } from "../tests/integration/harness.ts";
 
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
@@ -181,7 +181,7 @@ console.log(
   `task-runner bench: deno ${Deno.version.deno}, ${cores} cores, ${fmt(memGb, 0)} GiB, ` +
     `${TASKS} tasks`,
 );
-const brokers = Deno.env.get("KAFKA_BROKERS") || await startLocalBroker({ port: 39092 });
+const brokers = await benchBrokers();
 console.log(`broker ${brokers}`);
 const warmConfig = await Deno.makeTempFile({ suffix: ".json" });
 await Deno.writeTextFile(

@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { createKafka, createProducer } from "../runner/kafka.ts";
-import { startLocalBroker } from "../runner/local_broker.ts";
+import { benchBrokers } from "./broker.ts";
 import { FIXTURES, RunnerProcess, unique } from "../tests/integration/harness.ts";
 
 const { values } = parseArgs({
@@ -49,7 +49,7 @@ async function markerCounts(dir: string): Promise<Map<string, number>> {
   return runs;
 }
 
-const brokers = Deno.env.get("KAFKA_BROKERS") || await startLocalBroker({ port: 39092 });
+const brokers = await benchBrokers();
 const kafka = createKafka({ brokers: brokers.split(","), clientId: "load" });
 const producer = createProducer(kafka);
 await producer.connect();

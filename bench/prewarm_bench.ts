@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { createKafka, createProducer } from "../runner/kafka.ts";
-import { startLocalBroker } from "../runner/local_broker.ts";
+import { benchBrokers } from "./broker.ts";
 import { type LogLine, RunnerProcess, unique } from "../tests/integration/harness.ts";
 
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
@@ -135,7 +135,7 @@ console.log(
   `prewarm bench: deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ` +
     `load average ${Deno.loadavg().map((n) => fmt(n, 2)).join(" ")} at start`,
 );
-const brokers = Deno.env.get("KAFKA_BROKERS") || await startLocalBroker({ port: 39092 });
+const brokers = await benchBrokers();
 console.log(`broker ${brokers}`);
 
 const modes = [0, PREWARM];
