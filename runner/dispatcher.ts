@@ -8,77 +8,16 @@
  * @module
  */
 import type { KafkaMessage } from "kafkajs";
-import { backoffMs, type DeliveryPolicy } from "./delivery_policy.ts";
+import { backoffMs } from "./delivery_policy.ts";
+import type { BatchControl, DispatcherHooks, Job, Rejected } from "./dispatch_types.ts";
 import { TaskRejectedError } from "./errors.ts";
-import {
-  type LedgerCommit,
-  parseSkipSet,
-  PartitionLedger,
-  type SkipSet,
-} from "./partition_ledger.ts";
+import { KeyLocks } from "./key_locks.ts";
+import { parseSkipSet, PartitionLedger, type SkipSet } from "./partition_ledger.ts";
 import type { Pool } from "./pool.ts";
 import type { ChildResult } from "./sandbox.ts";
 import type { DecodedTask } from "./task_decoder.ts";
 
-/** One task on its way through the runner. */
-export interface Job {
-  topic: string;
-  partition: number;
-  message: KafkaMessage;
-  task: DecodedTask;
-  policy: DeliveryPolicy;
-  /** 1 for the first run. */
-  attempt: number;
-  /** performance.now() when its batch reached the runner. */
-  fetchedAt: number;
-  /** performance.now() when it got its slot. */
-  readyAt: number;
-}
-
-/** A rejected message, with why. */
-export interface Rejected {
-  topic: string;
-  partition: number;
-  message: KafkaMessage;
-  error: TaskRejectedError;
-}
-
-/** Where the dispatcher's decisions go: the runner implements this. */
-export interface DispatcherHooks {
-  decode(topic: string, partition: number, message: KafkaMessage): DecodedTask;
-  policyFor(handler: string): DeliveryPolicy;
-  /**
-   * Start the job's child (a slot is held until its outcome is final or its retry scheduled);
-   * resolves with how it ended. Never rejects.
-   */
-  execute(job: Job): Promise<ChildResult>;
-  commit(topic: string, partition: number, commit: LedgerCommit): Promise<void>;
-  /** The group's committed offset and metadata for a partition ("-1" when none). */
-  committed(topic: string, partition: number): Promise<{ offset: string; metadata: string | null }>;
-  /** Final outcome of a job: publish (result, dead letter) and log. Never rejects. */
-  finish(job: Job, result: ChildResult): Promise<void>;
-  /**
-   * A rejected message: publish (dead letter) and log. Called before its offset is committed,
-   * so a failed commit can make it happen twice. Never rejects.
-   */
-  reject(rejected: Rejected): Promise<void>;
-  /** A failed attempt that will be retried after `delayMs` (null: by the next run). */
-  retrying(job: Job, result: ChildResult, delayMs: number | null): void;
-  /** An offset an earlier owner already handled. */
-  skipped(topic: string, partition: number, offset: string, started: boolean): void;
-  /** Jobs dropped here because this member no longer owns their partition, or is stopping. */
-  handedOver(jobs: Job[], why: string): void;
-  /** A commit that failed (it is retried with the next one). */
-  commitFailed(topic: string, partition: number, error: Error): void;
-}
-
-/** What a batch loop needs from kafkajs. */
-export interface BatchControl {
-  /** False once the batch must stop (stopping, rebalancing). */
-  active(): boolean;
-  heartbeat(): Promise<void>;
-  resolveOffset(offset: string): void;
-}
+export type { BatchControl, DispatcherHooks, Job, Rejected } from "./dispatch_types.ts";
 
 interface PartitionState {
   ledger: PartitionLedger;
@@ -107,8 +46,8 @@ export class Dispatcher {
   readonly #partitions = new Map<string, PartitionState>();
   /** Jobs that may start as soon as a slot frees (retries due, next of a key). */
   readonly #ready: Job[] = [];
-  /** Per key: jobs waiting for the one before them; the key is busy while the entry exists. */
-  readonly #keys = new Map<string, Job[]>();
+  /** Ordering by key: who holds each key, who waits behind it. */
+  readonly #keys = new KeyLocks<Job>();
   readonly #backoff = new Map<Job, ReturnType<typeof setTimeout>>();
   readonly #changed = new Set<() => void>();
   readonly #active = new Set<Promise<void>>();
@@ -206,14 +145,14 @@ export class Dispatcher {
         fetchedAt,
         readyAt: 0,
       };
-      const keyQueue = this.#keyQueue(job);
-      if (keyQueue) {
+      const key = this.#keyOf(job);
+      if (key !== null && this.#keys.busy(key)) {
         if (this.#waiting >= this.#maxWaiting) {
           await flush();
           if (!(await this.#until(control, () => this.#waiting < this.#maxWaiting))) break;
         }
         state.ledger.add(offset, policy.atMostOnce);
-        keyQueue.push(job);
+        this.#keys.acquireOrWait(key, job);
         this.#waiting++;
         last = message.offset;
         continue;
@@ -223,7 +162,7 @@ export class Dispatcher {
         if (!(await this.#until(control, () => this.#pool.tryAcquire()))) break;
       }
       state.ledger.add(offset, policy.atMostOnce);
-      this.#claimKey(job);
+      if (key !== null) this.#keys.acquireOrWait(key, job);
       job.readyAt = performance.now();
       starting.push(job);
       last = message.offset;
@@ -387,46 +326,35 @@ export class Dispatcher {
       : null;
   }
 
-  /** The queue to wait in if the job's key is busy, else null. */
-  #keyQueue(job: Job): Job[] | null {
-    const key = this.#keyOf(job);
-    return key === null ? null : this.#keys.get(key) ?? null;
-  }
-
-  #claimKey(job: Job): void {
-    const key = this.#keyOf(job);
-    if (key !== null) this.#keys.set(key, []);
-  }
-
   #releaseKey(job: Job): void {
     const key = this.#keyOf(job);
     if (key === null) return;
-    const queue = this.#keys.get(key);
-    const next = queue?.shift();
+    const next = this.#keys.release(key);
     if (next) {
       this.#ready.push(next); // still counted as waiting until it starts
       this.#pump();
-    } else {
-      this.#keys.delete(key);
     }
   }
 
   #dropWaiting(which: (job: Job) => boolean): Job[] {
     const dropped: Job[] = [];
+    const owners: Job[] = [];
     for (let i = this.#ready.length - 1; i >= 0; i--) {
-      if (which(this.#ready[i])) dropped.push(...this.#ready.splice(i, 1));
+      if (which(this.#ready[i])) owners.push(...this.#ready.splice(i, 1));
     }
     for (const [job, timer] of this.#backoff) {
       if (!which(job)) continue;
       clearTimeout(timer);
       this.#backoff.delete(job);
-      dropped.push(job);
+      owners.push(job);
     }
-    for (const [key, queue] of this.#keys) {
-      const keep = queue.filter((job) => !which(job));
-      dropped.push(...queue.filter(which));
-      if (keep.length !== queue.length) this.#keys.set(key, keep);
+    // A dropped job that held its key (ready to start, or waiting for a retry) frees it, with
+    // everyone queued behind it: they are read again from Kafka in order.
+    for (const job of owners) {
+      const key = this.#keyOf(job);
+      dropped.push(job, ...(key === null ? [] : this.#keys.forget(key)));
     }
+    dropped.push(...this.#keys.drop(which));
     this.#waiting -= dropped.length;
     return dropped;
   }

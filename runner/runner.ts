@@ -18,21 +18,15 @@ import { Publisher } from "./publisher.ts";
 import { type ChildResult, type RunningChild, Sandbox } from "./sandbox.ts";
 import { WarmSandboxes } from "./warm_sandbox.ts";
 import { decodeTask } from "./task_decoder.ts";
+import { contextOf, type TaskObserver, TaskReporter } from "./task_reporter.ts";
+
+export type { Outcome, TaskObserver } from "./task_reporter.ts";
 
 /** The part of the configuration a runner uses. */
 export type RunnerSettings = Omit<
   RunnerConfig,
   "brokers" | "localBrokerPort" | "logLevel" | "logFormat" | "metricsPort"
 >;
-
-/** Final outcome of a task, as logged. */
-export type Outcome = "ok" | "failed" | "timeout" | "rejected";
-
-/** Told of every final outcome and spawn failure (metrics use it). */
-export interface TaskObserver {
-  taskEnded(handler: string | null, outcome: Outcome, durationMs: number): void;
-  spawnFailed(handler: string): void;
-}
 
 /** Options of a {@link Runner}. */
 export interface RunnerOptions {
@@ -47,20 +41,6 @@ export interface RunnerOptions {
   /** Told of outcomes and spawn failures. @default none */
   observer?: TaskObserver;
 }
-
-interface Context {
-  handler: string | null;
-  topic: string;
-  partition: number;
-  offset: string;
-}
-
-const contextOf = (job: Job): Context => ({
-  handler: job.task.handler,
-  topic: job.topic,
-  partition: job.partition,
-  offset: job.message.offset,
-});
 
 /** Restarts of a consumer that kafkajs gave up on, in a row, before the runner exits 1. */
 const MAX_RESTARTS = 5;
@@ -89,7 +69,7 @@ export class Runner {
   #connected = false;
   #admin: Admin | null = null;
   #producer: Producer | null = null;
-  #publisher: Publisher | null = null;
+  #reporter: TaskReporter | null = null;
   #started: Promise<void> | null = null;
   #stopped: Promise<void> | null = null;
 
@@ -164,7 +144,8 @@ export class Runner {
       }
       this.#producer = createProducer(this.#kafka);
       await this.#producer.connect();
-      this.#publisher = new Publisher(this.#producer, deadLetterTopic);
+      const publisher = new Publisher(this.#producer, deadLetterTopic);
+      this.#reporter = new TaskReporter(publisher, this.#settings.handlerHeader, this.#observer);
       await this.#consumer.start(this.#dispatcher);
       this.#log.info("Consuming {topic} as group {groupId}, cap {maxRunning}", {
         topic,
@@ -281,52 +262,12 @@ export class Runner {
         const entry = offsets.partitions.find((p) => p.partition === partition);
         return { offset: entry?.offset ?? "-1", metadata: entry?.metadata ?? null };
       },
-      finish: (job, result) => this.#finish(job, result),
-      reject: async ({ topic, partition, message, error }) => {
-        const header = message.headers?.[s.handlerHeader];
-        const context = {
-          handler: header === undefined ? null : String(header).slice(0, 120),
-          topic,
-          partition,
-          offset: message.offset,
-        };
-        const deadLetter = await this.#deadLetter(
-          { topic, partition, message },
-          { outcome: "rejected", error: error.message, attempts: 0 },
-        );
-        this.#logOutcome("rejected", context, 0, error.message, { deadLetter });
-      },
-      retrying: (job, result, delayMs) =>
-        this.#taskLog.info(
-          "Attempt {attempt} of {attempts} {attemptOutcome}: {reason}; " +
-            (delayMs === null ? "left for the next run" : "retrying in {delayMs} ms"),
-          {
-            ...contextOf(job),
-            attempt: job.attempt,
-            attempts: job.policy.attempts,
-            attemptOutcome: result.outcome,
-            reason: result.reason,
-            delayMs,
-          },
-        ),
-      skipped: (topic, partition, offset, started) => {
-        const props = { topic, partition, offset };
-        if (started) {
-          this.#taskLog.warn(
-            "Skipped {topic}/{partition}@{offset}: an earlier run started it and stopped " +
-              "before its end was committed (at-most-once: not run again)",
-            props,
-          );
-        } else this.#taskLog.debug("Skipped {topic}/{partition}@{offset}: already done", props);
-      },
-      handedOver: (jobs, why) => {
-        for (const job of jobs) {
-          this.#taskLog.info("Not run here: {why}: {handler} {topic}/{partition}@{offset}", {
-            ...contextOf(job),
-            why,
-          });
-        }
-      },
+      finish: (job, result) => this.#reporter!.finish(job, result),
+      reject: (rejected) => this.#reporter!.reject(rejected),
+      retrying: (job, result, delayMs) => this.#reporter!.retrying(job, result, delayMs),
+      skipped: (topic, partition, offset, started) =>
+        this.#reporter!.skipped(topic, partition, offset, started),
+      handedOver: (jobs, why) => this.#reporter!.handedOver(jobs, why),
       commitFailed: (topic, partition, error) =>
         this.#log.warn("Commit failed for {topic}/{partition}: {error}", {
           topic,
@@ -382,61 +323,6 @@ export class Runner {
     return { ...result, durationMs: performance.now() - started };
   }
 
-  async #finish(job: Job, result: ChildResult): Promise<void> {
-    const context = contextOf(job);
-    const extra: Record<string, unknown> = {
-      exitCode: result.code,
-      signal: result.signal,
-      attempts: job.attempt,
-    };
-    let reason = result.reason;
-    if (result.droppedBytes > 0) reason += `; ${result.droppedBytes} output bytes dropped`;
-    const origin = { topic: job.topic, partition: job.partition, message: job.message };
-    if (result.outcome === "ok" && result.result !== undefined && job.policy.resultTopic) {
-      try {
-        await this.#publisher!.result(
-          job.policy.resultTopic,
-          origin,
-          job.task.handler,
-          result.result,
-        );
-        extra.resultTopic = job.policy.resultTopic;
-      } catch (error) {
-        reason += `; its result was not published: ${(error as Error).message}`;
-      }
-    }
-    if (result.outcome !== "ok") {
-      extra.deadLetter = await this.#deadLetter(origin, {
-        outcome: result.outcome,
-        error: result.reason,
-        exitCode: result.code,
-        signal: result.signal,
-        attempts: job.attempt,
-      });
-    }
-    this.#logOutcome(result.outcome, context, result.durationMs ?? 0, reason, extra);
-  }
-
-  /** Dead-letter a message if a topic is set; returns the topic, or null. Never throws. */
-  async #deadLetter(
-    origin: Parameters<Publisher["deadLetter"]>[0],
-    why: Parameters<Publisher["deadLetter"]>[1],
-  ): Promise<string | null> {
-    try {
-      return (await this.#publisher!.deadLetter(origin, why))
-        ? this.#publisher!.deadLetterTopic
-        : null;
-    } catch (error) {
-      this.#log.error("Dead letter for {topic}/{partition}@{offset} not produced: {error}", {
-        topic: origin.topic,
-        partition: origin.partition,
-        offset: origin.message.offset,
-        error: (error as Error).message,
-      });
-      return null;
-    }
-  }
-
   #watchConsumer(): void {
     const consumer = this.#consumer.consumer;
     const { GROUP_JOIN, CONNECT, DISCONNECT, CRASH } = consumer.events;
@@ -486,20 +372,5 @@ export class Runner {
         this.#fatal.resolve(payload.error);
       }
     });
-  }
-
-  #logOutcome(
-    outcome: Outcome,
-    context: Context,
-    durationMs: number,
-    reason: string,
-    extra: Record<string, unknown> = {},
-  ): void {
-    this.#observer?.taskEnded(context.handler, outcome, durationMs);
-    const props = { outcome, ...context, durationMs: Math.round(durationMs), reason, ...extra };
-    const message =
-      "Task {outcome}: {handler} {topic}/{partition}@{offset} in {durationMs} ms: {reason}";
-    if (outcome === "ok") this.#taskLog.info(message, props);
-    else this.#taskLog.warn(message, props);
   }
 }
