@@ -143,14 +143,18 @@ async function lightLoadLatency(
   brokers: string,
   count: number,
   gapMs: number,
-  functionsConfig?: string,
+  functions: Record<string, unknown> = {},
+  env: Record<string, string> = {},
 ): Promise<{ latency: number[]; dispatch: number[] }> {
   const topic = unique("latency");
+  const config = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(config, JSON.stringify({ functions }));
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FUNCTIONS,
-    ...(functionsConfig ? { FUNCTIONS_CONFIG: functionsConfig } : {}),
+    FUNCTIONS_CONFIG: config,
+    ...env,
   });
   await runner.waitFor(
     "the group join",
@@ -172,6 +176,7 @@ async function lightLoadLatency(
   }).sort((a, b) => a - b);
   const dispatch = runner.lines.filter((l) => l.message.startsWith("Started"))
     .map((l) => l.properties.dispatchMs as number).sort((a, b) => a - b);
+  await Deno.remove(config);
   return { latency, dispatch };
 }
 
@@ -189,7 +194,6 @@ await Deno.writeTextFile(
   JSON.stringify({
     functions: {
       noop: { isolation: "function", warm: { concurrency: 16 } },
-      stamp: { isolation: "function" },
     },
   }),
 );
@@ -232,13 +236,29 @@ row("ratio function mode / task mode end-to-end", fmt(warm.rate / e2e.rate, 1));
 row("runner peak RSS", `${fmt(warm.peakRssMb)} MB`);
 
 const samples = values.quick ? 20 : 50;
+const alo = { delivery: "at-least-once" };
+const fn = { isolation: "function" };
 const light = await lightLoadLatency(brokers, samples, 100);
-const warmLight = await lightLoadLatency(brokers, samples, 100, warmConfig);
+const lightAlo = await lightLoadLatency(brokers, samples, 100, { stamp: alo });
+const prewarmed = await lightLoadLatency(brokers, samples, 100, {}, { PREWARM: "2" });
+const prewarmedAlo = await lightLoadLatency(brokers, samples, 100, { stamp: alo }, {
+  PREWARM: "2",
+});
+const warmLight = await lightLoadLatency(brokers, samples, 100, { stamp: fn });
+const warmAlo = await lightLoadLatency(brokers, samples, 100, { stamp: { ...fn, ...alo } });
 const pair = (xs: number[]) => `${fmt(percentile(xs, 50), 1)} / ${fmt(percentile(xs, 99), 1)} ms`;
-console.log(`\n== light load: one task every 100 ms ==`);
-row("task mode: produce → handler start p50 / p99", pair(light.latency));
-row("task mode: dispatch (slot → spawned) p50 / p99", pair(light.dispatch));
-row("function mode: produce → handler start p50 / p99", pair(warmLight.latency));
+console.log(`\n== light load: one task every 100 ms, produce → handler start p50 / p99 ==`);
+console.log("(at-most-once commits before the start: one broker round trip more)");
+row("task mode, at-most-once", pair(light.latency));
+row("task mode, at-least-once", pair(lightAlo.latency));
+row("task mode, PREWARM=2, at-most-once", pair(prewarmed.latency));
+row("task mode, PREWARM=2, at-least-once", pair(prewarmedAlo.latency));
+row("function mode, at-most-once", pair(warmLight.latency));
+row("function mode, at-least-once", pair(warmAlo.latency));
+row(
+  "dispatch (slot → spawned), at-most-once / at-least-once",
+  `${pair(light.dispatch)}, ${pair(lightAlo.dispatch)}`,
+);
 
 if (!values.quick) {
   console.log(`\n== how cost grows (task mode): ${Math.min(TASKS, 300)} tasks per row ==`);
