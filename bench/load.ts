@@ -6,6 +6,8 @@
  * 2. Soak (with --soak-minutes M): a steady rate for M minutes; the runner's RSS and open file
  *    descriptors over time must not grow.
  *
+ * With --isolation function the handler runs in warm sandboxes, and their RSS is sampled too.
+ *
  * Exits 1 if a property does not hold. Uses KAFKA_BROKERS, or the local broker on 39092.
  */
 import { parseArgs } from "node:util";
@@ -20,13 +22,16 @@ const { values } = parseArgs({
     cap: { type: "string", default: "100" },
     "soak-minutes": { type: "string", default: "0" },
     "soak-rate": { type: "string", default: "20" },
+    isolation: { type: "string", default: "task" },
   },
 });
 const TASKS = Number(values.tasks);
 const CAP = Number(values.cap);
 const SOAK_MINUTES = Number(values["soak-minutes"]);
 const SOAK_RATE = Number(values["soak-rate"]);
+const ISOLATION = values.isolation === "function" ? "function" : "task";
 const failures: string[] = [];
+const fmt = (n: number) => n.toFixed(1);
 const check = (ok: boolean, what: string) => {
   console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
   if (!ok) failures.push(what);
@@ -55,7 +60,10 @@ const producer = createProducer(kafka);
 await producer.connect();
 const dir = await Deno.makeTempDir({ prefix: "task-runner-load-" });
 const config = await Deno.makeTempFile({ suffix: ".json" });
-await Deno.writeTextFile(config, JSON.stringify({ functions: { marks: { allowWrite: [dir] } } }));
+await Deno.writeTextFile(
+  config,
+  JSON.stringify({ functions: { marks: { allowWrite: [dir], isolation: ISOLATION } } }),
+);
 const topic = unique("load");
 const admin = kafka.admin();
 await admin.connect();
@@ -73,7 +81,10 @@ const runner = new RunnerProcess({
 await runner.ready();
 const pid = runner.process.pid;
 const idle = sample(pid);
-console.log(`load: deno ${Deno.version.deno}, broker ${brokers}, cap ${CAP}, runner pid ${pid}`);
+console.log(
+  `load: deno ${Deno.version.deno}, broker ${brokers}, cap ${CAP}, isolation ${ISOLATION}, ` +
+    `runner pid ${pid}`,
+);
 console.log(`runner idle: RSS ${idle.rssMb.toFixed(1)} MB, ${idle.fds} open fds`);
 
 // --- burst ---------------------------------------------------------------------------------
@@ -89,7 +100,23 @@ for (let i = 0; i < TASKS; i += 500) {
   });
 }
 let peakRss = 0;
-const sampler = setInterval(() => (peakRss = Math.max(peakRss, sample(pid).rssMb)), 250);
+// Warm processes (isolation: function) are the pids of "Started" lines that are still alive.
+const warmRss = new Map<number, number[]>();
+const sampler = setInterval(() => {
+  peakRss = Math.max(peakRss, sample(pid).rssMb);
+  if (ISOLATION !== "function") return;
+  const pids = new Set(
+    runner.lines.filter((l) => l.message.startsWith("Started")).map((l) =>
+      l.properties.pid as number
+    ),
+  );
+  for (const p of pids) {
+    try {
+      const rss = sample(p).rssMb;
+      warmRss.set(p, [...(warmRss.get(p) ?? []), rss]);
+    } catch { /* exited */ }
+  }
+}, 250);
 await runner.waitForOutcomes(TASKS, 30 * 60_000);
 clearInterval(sampler);
 const seconds = (performance.now() - t0) / 1000;
@@ -113,9 +140,32 @@ check(peakLive <= CAP, `max live children observed ${peakLive} <= cap ${CAP}`);
 // Bounded, not a speed target: the target (< 150 MB with the cap full) is measured by the bench
 // on a quiet machine; here a leak would show as hundreds of MB.
 check(peakRss < 256, `runner peak RSS ${peakRss.toFixed(1)} MB bounded (< 256 MB; target 150)`);
+if (ISOLATION === "function") {
+  const series = [...warmRss.values()];
+  const first = series.map((xs) => xs[0]);
+  const last = series.map((xs) => xs.at(-1)!);
+  const max = Math.max(...series.flat());
+  console.log(
+    `warm processes: ${series.length} seen; RSS first ${fmt(Math.max(...first))} MB, ` +
+      `last ${fmt(Math.max(...last))} MB, max ${fmt(max)} MB (per process)`,
+  );
+  check(max < 256, `warm process RSS bounded (max ${fmt(max)} MB)`);
+}
 const after = sample(pid);
 console.log(`runner after the burst: RSS ${after.rssMb.toFixed(1)} MB, ${after.fds} open fds`);
-check(after.fds <= idle.fds + 5, `open fds back to idle (${after.fds} vs ${idle.fds})`);
+// Warm processes stay up after the burst (until their idle timeout), with their pipes open.
+const liveWarm = [...warmRss.keys()].filter((p) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${p}/stat`));
+  } catch {
+    return false;
+  }
+}).length;
+check(
+  after.fds <= idle.fds + 5 + 4 * liveWarm,
+  `open fds back to idle (${after.fds} vs ${idle.fds}` +
+    (liveWarm ? `, plus ${liveWarm} warm processes still up with 4 pipes each)` : ")"),
+);
 
 // --- soak ----------------------------------------------------------------------------------
 if (SOAK_MINUTES > 0) {
