@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { Sandbox } from "../runner/sandbox.ts";
 import { createKafka, createProducer } from "../runner/kafka.ts";
 import { benchBrokers } from "./broker.ts";
-import { RunnerProcess, unique } from "../tests/integration/harness.ts";
+import { functionsConfig, RunnerProcess, unique } from "../tests/integration/harness.ts";
 
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
 const { values } = parseArgs({
@@ -147,13 +147,12 @@ async function lightLoadLatency(
   env: Record<string, string> = {},
 ): Promise<{ latency: number[]; dispatch: number[] }> {
   const topic = unique("latency");
-  const config = await Deno.makeTempFile({ suffix: ".json" });
-  await Deno.writeTextFile(config, JSON.stringify({ functions }));
+  await using config = await functionsConfig(functions);
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FUNCTIONS,
-    FUNCTIONS_CONFIG: config,
+    FUNCTIONS_CONFIG: config.path,
     ...env,
   });
   await runner.waitFor(
@@ -176,7 +175,6 @@ async function lightLoadLatency(
   }).sort((a, b) => a - b);
   const dispatch = runner.lines.filter((l) => l.message.startsWith("Started"))
     .map((l) => l.properties.dispatchMs as number).sort((a, b) => a - b);
-  await Deno.remove(config);
   return { latency, dispatch };
 }
 
@@ -188,15 +186,9 @@ console.log(
 );
 const brokers = await benchBrokers();
 console.log(`broker ${brokers}`);
-const warmConfig = await Deno.makeTempFile({ suffix: ".json" });
-await Deno.writeTextFile(
-  warmConfig,
-  JSON.stringify({
-    functions: {
-      noop: { isolation: "function", warm: { concurrency: 16 } },
-    },
-  }),
-);
+const warmConfig = await functionsConfig({
+  noop: { isolation: "function", warm: { concurrency: 16 } },
+});
 const row = (label: string, value: string) => console.log(`${label.padEnd(54)}${value}`);
 
 // Warm the transpile cache once so neither side pays it.
@@ -226,7 +218,7 @@ const warmTasks = TASKS * 5;
 const warm = await endToEnd(brokers, {
   count: warmTasks,
   cap,
-  functionsConfig: warmConfig,
+  functionsConfig: warmConfig.path,
   logLevel: "info",
 });
 console.log(`\n== warm sandboxes (isolation: function, concurrency 16), cap ${cap} ==`);
@@ -285,5 +277,5 @@ if (!values.quick) {
     );
   }
 }
-await Deno.remove(warmConfig);
+await warmConfig[Symbol.asyncDispose]();
 Deno.exit(0);

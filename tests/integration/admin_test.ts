@@ -2,27 +2,16 @@
  * The admin commands against the real broker: real messages produced, real values asserted.
  */
 import { Buffer } from "node:buffer";
-import type { Admin } from "kafkajs";
 import { inspectMessage } from "../../runner/admin/inspect.ts";
 import { groupLag } from "../../runner/admin/lag.ts";
 import { offsetsForTimestamp } from "../../runner/admin/offsets.ts";
 import { listTopics } from "../../runner/admin/topics.ts";
 import { OffsetOutOfRangeError, UnknownTopicError } from "../../runner/errors.ts";
-import { createKafka } from "../../runner/kafka.ts";
 import { assert, assertEquals, assertMatch } from "../assert.ts";
 import { runAdmin } from "./cli_capture.ts";
-import { brokers, kafkaClients, kcatProduce, unique } from "./harness.ts";
+import { brokers, createTopic, kafkaClients, kcatProduce, testKafka, unique } from "./harness.ts";
 
-const kafka = () => createKafka({ brokers: brokers().split(","), clientId: "tests" });
-
-async function createTopic(admin: Admin, topic: string, partitions: number): Promise<void> {
-  assert(
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: [{ topic, numPartitions: partitions }],
-    }),
-  );
-}
+const kafka = testKafka;
 
 /**
  * Commit offsets for `groupId` as a real member would. (admin.setOffsets works too, but its

@@ -4,21 +4,24 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import { parseSkipSet } from "../../runner/partition_ledger.ts";
-import { FIXTURES, kafkaClients, kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import {
+  FIXTURES,
+  functionsConfig,
+  kafkaClients,
+  kcatProduce,
+  RunnerProcess,
+  unique,
+} from "./harness.ts";
 
 Deno.test("a burst never runs more than MAX_RUNNING children at once", async () => {
   const topic = unique("cap");
   const markers = await Deno.makeTempDir();
-  const config = await Deno.makeTempFile({ suffix: ".json" });
-  await Deno.writeTextFile(
-    config,
-    JSON.stringify({ functions: { sleeps: { allowWrite: [markers] } } }),
-  );
+  await using config = await functionsConfig({ sleeps: { allowWrite: [markers] } });
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FIXTURES,
-    FUNCTIONS_CONFIG: config,
+    FUNCTIONS_CONFIG: config.path,
     MAX_RUNNING: "4",
     TOPIC_PARTITIONS: "3",
   });
@@ -59,7 +62,6 @@ Deno.test("a burst never runs more than MAX_RUNNING children at once", async () 
   assert(peak <= 4, `handlers saw ${peak} running at once`);
   assert(peak >= 2, `the burst should overlap; peak was ${peak}`);
   await Deno.remove(markers, { recursive: true });
-  await Deno.remove(config);
 });
 
 Deno.test("the offset is committed before the child starts, and only for tasks that start", async () => {

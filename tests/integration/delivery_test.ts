@@ -5,13 +5,15 @@
 import { assert, assertEquals, assertMatch } from "../assert.ts";
 import type { KafkaMessage } from "kafkajs";
 import { createKafka } from "../../runner/kafka.ts";
-import { brokers, FIXTURES, kafkaClients, kcatProduce, RunnerProcess, unique } from "./harness.ts";
-
-async function withConfig(functions: Record<string, unknown>): Promise<string> {
-  const path = await Deno.makeTempFile({ suffix: ".json" });
-  await Deno.writeTextFile(path, JSON.stringify({ functions }));
-  return path;
-}
+import {
+  brokers,
+  FIXTURES,
+  functionsConfig,
+  kafkaClients,
+  kcatProduce,
+  RunnerProcess,
+  unique,
+} from "./harness.ts";
 
 /** Read `count` messages of `topic` from the beginning. */
 async function readTopic(topic: string, count: number): Promise<KafkaMessage[]> {
@@ -39,14 +41,14 @@ const text = (v: Buffer | string | (Buffer | string)[] | undefined) => String(v)
 
 Deno.test("retries with exponential backoff end ok on the third attempt", async () => {
   const topic = unique("retry");
-  const config = await withConfig({
+  await using config = await functionsConfig({
     flaky: { delivery: "at-least-once", retries: { attempts: 3, baseMs: 400, maxMs: 5000 } },
   });
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FIXTURES,
-    FUNCTIONS_CONFIG: config,
+    FUNCTIONS_CONFIG: config.path,
   });
   await runner.ready();
   await kcatProduce(topic, "{}", { headers: { php_worker: "flaky" } });
@@ -63,20 +65,19 @@ Deno.test("retries with exponential backoff end ok on the third attempt", async 
   assertEquals(starts.length, 3);
   assert(starts[1] - starts[0] >= delays[0], "the second attempt waited its backoff");
   assert(starts[2] - starts[1] >= delays[1], "the third attempt waited its backoff");
-  await Deno.remove(config);
 });
 
 Deno.test("exhausted retries and rejections go to the dead-letter topic, byte for byte", async () => {
   const topic = unique("dlq");
   const dlq = `${topic}.dlq`;
-  const config = await withConfig({
+  await using config = await functionsConfig({
     flaky: { delivery: "at-least-once", retries: { attempts: 2, baseMs: 50 } },
   });
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FIXTURES,
-    FUNCTIONS_CONFIG: config,
+    FUNCTIONS_CONFIG: config.path,
     DLQ_TOPIC: dlq,
     TOPIC_PARTITIONS: "1",
   });
@@ -111,13 +112,12 @@ Deno.test("exhausted retries and rejections go to the dead-letter topic, byte fo
   assertEquals(text(two.headers!["x-task-runner-outcome"]), "rejected");
   assertMatch(text(two.headers!["x-task-runner-error"]), /unknown handler no_such/);
   assertEquals(text(two.headers!["x-task-runner-original-offset"]), "1");
-  await Deno.remove(config);
 });
 
 Deno.test("a handler's return value is produced to its result topic with the task's key", async () => {
   const topic = unique("result");
   const results = `${topic}.results`;
-  const config = await withConfig({ returns_value: { resultTopic: results } });
+  await using config = await functionsConfig({ returns_value: { resultTopic: results } });
   await using kafka = await kafkaClients();
   await kafka.admin.createTopics({
     topics: [{ topic: results, numPartitions: 1 }],
@@ -127,7 +127,7 @@ Deno.test("a handler's return value is produced to its result topic with the tas
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FIXTURES,
-    FUNCTIONS_CONFIG: config,
+    FUNCTIONS_CONFIG: config.path,
   });
   await runner.ready();
   await kcatProduce(topic, '{"n": 21}', { headers: { php_worker: "returns_value" }, key: "k-21" });
@@ -138,18 +138,17 @@ Deno.test("a handler's return value is produced to its result topic with the tas
   assertEquals(JSON.parse(String(message.value)), { doubled: 42, note: "ünïcode" });
   assertEquals(text(message.headers!["x-task-runner-handler"]), "returns_value");
   assertEquals(text(message.headers!["x-task-runner-source-topic"]), topic);
-  await Deno.remove(config);
 });
 
 Deno.test("ordering by key: one key runs strictly in order, different keys overlap", async () => {
   const topic = unique("keys");
   const dir = await Deno.makeTempDir();
-  const config = await withConfig({ keyed: { ordering: "key", allowWrite: [dir] } });
+  await using config = await functionsConfig({ keyed: { ordering: "key", allowWrite: [dir] } });
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FIXTURES,
-    FUNCTIONS_CONFIG: config,
+    FUNCTIONS_CONFIG: config.path,
     TOPIC_PARTITIONS: "1",
   });
   await runner.ready();
@@ -191,5 +190,4 @@ Deno.test("ordering by key: one key runs strictly in order, different keys overl
   );
   assert(overlapping, "tasks of different keys ran at the same time");
   await Deno.remove(dir, { recursive: true });
-  await Deno.remove(config);
 });

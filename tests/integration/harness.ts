@@ -3,7 +3,7 @@
  * lines parsed as they arrive, and producers (kafkajs and kcat) like other teams use.
  */
 import { fileURLToPath } from "node:url";
-import { type Admin, type Producer } from "kafkajs";
+import type { Admin, Kafka, Producer } from "kafkajs";
 import { createKafka, createProducer } from "../../runner/kafka.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -165,11 +165,34 @@ export class RunnerProcess implements AsyncDisposable {
   }
 }
 
+/** A kafkajs client for the test broker. */
+export function testKafka(): Kafka {
+  return createKafka({ brokers: brokers().split(","), clientId: "tests" });
+}
+
+/** Create `topic` with `partitions` partitions; fails the test if it already existed. */
+export async function createTopic(admin: Admin, topic: string, partitions: number): Promise<void> {
+  const created = await admin.createTopics({
+    waitForLeaders: true,
+    topics: [{ topic, numPartitions: partitions }],
+  });
+  if (!created) throw new Error(`topic ${topic} already existed`);
+}
+
+/** A functions config file (`{"functions": ...}`) for one test, removed when disposed. */
+export async function functionsConfig(
+  functions: Record<string, unknown>,
+): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(path, JSON.stringify({ functions }));
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path) };
+}
+
 /** A connected kafkajs producer and admin for a test. */
 export async function kafkaClients(): Promise<
   { producer: Producer; admin: Admin } & AsyncDisposable
 > {
-  const kafka = createKafka({ brokers: brokers().split(","), clientId: "tests" });
+  const kafka = testKafka();
   const producer = createProducer(kafka);
   const admin = kafka.admin();
   await Promise.all([producer.connect(), admin.connect()]);

@@ -3,7 +3,15 @@
  * ok in children started before them, and SIGTERM leaves no process behind.
  */
 import { assert, assertEquals } from "../assert.ts";
-import { alive, FIXTURES, kafkaClients, type LogLine, RunnerProcess, unique } from "./harness.ts";
+import {
+  alive,
+  FIXTURES,
+  functionsConfig,
+  kafkaClients,
+  type LogLine,
+  RunnerProcess,
+  unique,
+} from "./harness.ts";
 
 /** Pids of the "Started …" or "Prewarmed …" lines of `handler` (one line per process). */
 const pidsOf = (runner: RunnerProcess, what: "Started" | "Prewarmed", handler: string) =>
@@ -18,13 +26,12 @@ const pidsOf = (runner: RunnerProcess, what: "Started" | "Prewarmed", handler: s
 
 Deno.test("PREWARM=2: tasks run ok in prewarmed children; SIGTERM leaves no process", async () => {
   const topic = unique("prewarm");
-  const config = await Deno.makeTempFile({ suffix: ".json" });
-  await Deno.writeTextFile(config, JSON.stringify({ functions: { echo: { prewarm: 1 } } }));
+  await using config = await functionsConfig({ echo: { prewarm: 1 } });
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FIXTURES,
-    FUNCTIONS_CONFIG: config,
+    FUNCTIONS_CONFIG: config.path,
     TOPIC_PARTITIONS: "1",
     PREWARM: "2",
   });
@@ -72,5 +79,4 @@ Deno.test("PREWARM=2: tasks run ok in prewarmed children; SIGTERM leaves no proc
   assertEquals((await runner.exited).code, 0);
   const all = [...pidsOf(runner, "Prewarmed", "echo"), ...prewarmed, ...started];
   assertEquals(all.filter(alive), [], "no process is left behind");
-  await Deno.remove(config);
 });

@@ -6,22 +6,12 @@ import { Buffer } from "node:buffer";
 import type { Admin, IHeaders, KafkaMessage, Message, Producer } from "kafkajs";
 import { readRanges } from "../../runner/admin/range_reader.ts";
 import { replay, REPLAYED_FROM_HEADER } from "../../runner/admin/replay.ts";
-import { createKafka } from "../../runner/kafka.ts";
 import { DEAD_LETTER_HEADERS, Publisher } from "../../runner/publisher.ts";
 import { assert, assertEquals, assertMatch } from "../assert.ts";
 import { runAdmin } from "./cli_capture.ts";
-import { brokers, kafkaClients, unique } from "./harness.ts";
+import { createTopic, kafkaClients, testKafka, unique } from "./harness.ts";
 
-const kafka = () => createKafka({ brokers: brokers().split(","), clientId: "tests" });
-
-async function createTopic(admin: Admin, topic: string, partitions: number): Promise<void> {
-  assert(
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: [{ topic, numPartitions: partitions }],
-    }),
-  );
-}
+const kafka = testKafka;
 
 /** A message as plain data: bytes as latin1 strings (one char per byte, so exact). */
 interface Plain {

@@ -3,25 +3,26 @@
  * drain behave as in task mode, and nothing is left behind.
  */
 import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { alive, FIXTURES, kafkaClients, RunnerProcess, unique } from "./harness.ts";
+import {
+  alive,
+  FIXTURES,
+  functionsConfig,
+  kafkaClients,
+  RunnerProcess,
+  unique,
+} from "./harness.ts";
 
 Deno.test("function isolation: one warm process serves many tasks; drain leaves none", async () => {
   const topic = unique("warm");
-  const config = await Deno.makeTempFile({ suffix: ".json" });
-  await Deno.writeTextFile(
-    config,
-    JSON.stringify({
-      functions: {
-        counts_calls: { isolation: "function", warm: { concurrency: 16 } },
-        hangs: { isolation: "function" },
-      },
-    }),
-  );
+  await using config = await functionsConfig({
+    counts_calls: { isolation: "function", warm: { concurrency: 16 } },
+    hangs: { isolation: "function" },
+  });
   await using runner = new RunnerProcess({
     TASK_TOPIC: topic,
     GROUP_ID: topic,
     FUNCTIONS_DIR: FIXTURES,
-    FUNCTIONS_CONFIG: config,
+    FUNCTIONS_CONFIG: config.path,
     TOPIC_PARTITIONS: "1",
     DRAIN_TIMEOUT_MS: "500",
     KILL_GRACE_MS: "500",
@@ -61,5 +62,4 @@ Deno.test("function isolation: one warm process serves many tasks; drain leaves 
   assertEquals([last.handler, last.outcome], ["hangs", "failed"]);
   assertMatch(String(last.reason), /at shutdown, after the drain timeout of 500 ms/);
   assertEquals([...new Set(warmPids)].filter(alive), [], "no warm process is left");
-  await Deno.remove(config);
 });
