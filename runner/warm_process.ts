@@ -47,6 +47,8 @@ export interface SandboxOutput {
 /** What a {@link WarmProcess} needs, resolved by `WarmSandboxes`. */
 export interface WarmProcessSettings {
   deno: string;
+  /** `setsid` for a new session, or null for Deno's `detached` (see `spawnSandboxed`). */
+  setsid: string | null;
   denoDir: string | undefined;
   hostEnv: Readonly<Record<string, string>>;
   killGraceMs: number;
@@ -112,6 +114,7 @@ export class WarmProcess {
       sandboxArgs(task, LOADER),
       sandboxEnv(task, settings),
       `warm handler ${task.handler}`,
+      settings.setsid,
     );
     this.pid = process.pid;
     this.#nonce = newNonce();

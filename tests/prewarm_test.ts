@@ -366,6 +366,7 @@ Deno.test("denied when prewarmed: writing a file", async () => {
 
 Deno.test("prewarmed: the environment is emptied, granted variables pass", async () => {
   const started = sandbox.start(scopeOf("hangs"), { preload: true });
+  await started.ready; // deno itself by now, not `setsid` on its way to exec it
   const environ = await Deno.readTextFile(`/proc/${started.pid}/environ`);
   started.kill();
   assertEquals((await started.idleExit).signal, "SIGKILL");

@@ -247,3 +247,42 @@ Deno.test("a handler's JSON return value comes back, apart from its output", asy
   const none = await run("echo", {});
   assertEquals(none.result, undefined);
 });
+
+/** ppid, process group and session of `pid`, from /proc (comm may hold spaces). */
+function processIds(pid: number): { ppid: number; pgrp: number; session: number } | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const [state, ppid, pgrp, session] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return state === "Z"
+      ? null
+      : { ppid: Number(ppid), pgrp: Number(pgrp), session: Number(session) };
+  } catch {
+    return null; // gone (a zombie counts as gone: this machine's PID 1 may not reap)
+  }
+}
+
+Deno.test("a child is deno itself in its own session, and stopping it reaches its subprocesses", async () => {
+  const sandbox = new Sandbox({ killGraceMs: 500 });
+  const stdout: string[] = [];
+  const child = sandbox.spawn({
+    handler: "starts_sleeper",
+    file: `${FIXTURES}starts_sleeper.ts`,
+    task: {},
+    payload: new TextEncoder().encode("{}"),
+    timeoutMs: 3000,
+    memoryMb: 64,
+    grants: { allowRun: ["/bin/sleep"] },
+    onOutput: (stream, line) => stream === "stdout" && stdout.push(line),
+  });
+  const deadline = Date.now() + 10_000;
+  while (stdout.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const sleeper = Number(stdout[0]);
+  assert(sleeper > 0, `the handler printed no subprocess pid: ${JSON.stringify(stdout)}`);
+  // The pid we signal is the deno process (no wrapper in between), child of the runner.
+  assertEquals(Deno.realPathSync(`/proc/${child.pid}/exe`), Deno.realPathSync(Deno.execPath()));
+  assertEquals(processIds(child.pid), { ppid: Deno.pid, pgrp: child.pid, session: child.pid });
+  assertEquals(processIds(sleeper)?.pgrp, child.pid);
+  const result = await child.done;
+  assertEquals(result.outcome, "timeout");
+  assertEquals(processIds(sleeper), null, "the handler's subprocess outlived the stop");
+});

@@ -158,7 +158,8 @@ Deno.test("stopping leaves the runner time to drain and kill, then SIGKILLs the 
     assertEquals(one(runner, "Service", "Restart"), "on-failure");
     // V8's JIT needs writable+executable memory: this setting would abort every deno process.
     assertEquals(unitValues(runner, "Service", "MemoryDenyWriteExecute"), []);
-    // Deno's detached spawn calls setgroups() (denied by ~@privileged) and must get EPERM back.
+    // Deno's detached spawn (the fallback without setsid) calls setgroups(), denied by
+    // ~@privileged: it must get EPERM back.
     assertEquals(one(runner, "Service", "SystemCallErrorNumber"), "EPERM");
   });
 });
