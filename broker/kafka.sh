@@ -225,6 +225,9 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Offset commits are acknowledged once written. Kafka 4's group coordinator lingers 5 ms by
+# default to batch those writes, which the runner pays before every at-most-once start.
+group.coordinator.append.linger.ms=0
 # After an unclean stop (SIGKILL) the restarted broker waits for its old registration's
 # session to expire (DUPLICATE_BROKER_REGISTRATION); default 9 s, here ~5 s.
 broker.heartbeat.interval.ms=1000

@@ -36,6 +36,11 @@ export interface RunnerConfig {
   killGraceMs: number;
   /** On SIGTERM/SIGINT, time running tasks get to finish before they are killed. @default 25000 */
   drainTimeoutMs: number;
+  /**
+   * Nice value of handler processes (0: the runner's own), so that a full cap of handlers
+   * does not starve the runner and the broker of CPU. @default 10
+   */
+  taskNice: number;
   /** V8 heap cap of each handler process, in MiB. @default 128 */
   memoryMb: number;
   /** Largest accepted payload in bytes; larger tasks are rejected. @default 1048576 */
@@ -204,6 +209,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "25000",
     parse: integer(0),
     doc: "On SIGTERM/SIGINT, how long running tasks may finish before they are killed.",
+  },
+  {
+    key: "taskNice",
+    flag: "task-nice",
+    env: "TASK_NICE",
+    default: "10",
+    parse: integer(0, 19),
+    doc: "Nice value of handler processes (0: the runner's), so the runner keeps the CPU.",
   },
   {
     key: "memoryMb",

@@ -79,6 +79,7 @@ export class Runner {
     this.#kafka = options.kafka;
     this.#sandbox = options.sandbox ?? new Sandbox({
       killGraceMs: options.settings.killGraceMs,
+      nice: options.settings.taskNice,
       hostEnv: Deno.env.toObject(),
       denoDir: Deno.env.get("DENO_DIR"),
     });
@@ -216,6 +217,7 @@ export class Runner {
     if (!warm) {
       warm = new WarmSandboxes({
         killGraceMs: this.#settings.killGraceMs,
+        nice: this.#settings.taskNice,
         hostEnv: Deno.env.toObject(),
         denoDir: Deno.env.get("DENO_DIR"),
         ...grants.warm,

@@ -35,6 +35,11 @@ export interface SandboxOptions {
    * `detached`. @default the first of /usr/bin/setsid and /bin/setsid that exists, else null
    */
   setsidPath?: string | null;
+  /**
+   * Nice value handler processes are lowered to (0: the runner's), so that the runner and the
+   * broker keep the CPU when many handlers run. @default 0
+   */
+  nice?: number;
   /** Deno's cache folder for children (transpiled handlers are kept there). @default the runner's DENO_DIR, if set */
   denoDir?: string;
   /** Time between SIGTERM and SIGKILL. @default 5000 */
@@ -157,6 +162,7 @@ function signalGroup(pid: number, signal: Deno.Signal): void {
 export class Sandbox {
   readonly #deno: string;
   readonly #setsid: string | null;
+  readonly #nice: number;
   readonly #denoDir: string | undefined;
   readonly #grace: number;
   readonly #hostEnv: Readonly<Record<string, string>>;
@@ -171,6 +177,12 @@ export class Sandbox {
     }
     this.#deno = options.denoPath ?? Deno.execPath();
     this.#setsid = options.setsidPath === undefined ? findSetsid() : options.setsidPath;
+    this.#nice = options.nice ?? 0;
+    if (!Number.isInteger(this.#nice) || this.#nice < 0 || this.#nice > 19) {
+      throw new RangeError(
+        `Cannot create sandbox: "nice" must be an integer from 0 to 19, got ${options.nice}`,
+      );
+    }
     this.#denoDir = options.denoDir;
     this.#grace = grace;
     this.#hostEnv = options.hostEnv ?? {};
@@ -215,13 +227,14 @@ export class Sandbox {
    */
   start(scope: ProcessScope, options: StartOptions = {}): StartedProcess {
     const readyToken = options.preload ? crypto.randomUUID() : null;
-    const process = spawnSandboxed(
-      this.#deno,
-      this.args(scope, readyToken),
-      this.env(scope),
-      `handler ${scope.handler}`,
-      this.#setsid,
-    );
+    const process = spawnSandboxed({
+      deno: this.#deno,
+      args: this.args(scope, readyToken),
+      env: this.env(scope),
+      what: `handler ${scope.handler}`,
+      setsid: this.#setsid,
+      nice: this.#nice,
+    });
     const pid = process.pid;
     const output = new ChildOutput(process, this.#output, readyToken);
     let attached = false;

@@ -5,6 +5,7 @@
  * mode allows exactly the same.
  * @module
  */
+import { setPriority } from "node:os";
 import { SpawnError } from "./errors.ts";
 import type { FunctionGrants } from "./grants.ts";
 
@@ -81,10 +82,26 @@ export function findSetsid(): string | null {
   return null;
 }
 
+/** What {@link spawnSandboxed} starts, and how. */
+export interface SpawnOptions {
+  /** The Deno executable. */
+  deno: string;
+  /** Its arguments (see {@link sandboxArgs}). */
+  args: string[];
+  /** Its whole environment (see {@link sandboxEnv}). */
+  env: Record<string, string>;
+  /** What the process is for, in error messages (e.g. "handler hello"). */
+  what: string;
+  /** `setsid` for a new session (see {@link findSetsid}), or null for Deno's `detached`. */
+  setsid: string | null;
+  /** Nice value to lower the process to, 0 to leave it at the runner's. */
+  nice: number;
+}
+
 /**
- * Start a sandboxed `deno` process: emptied environment plus `env`, piped stdio, and its own
- * session and process group (signals then reach the whole tree). Shared by task mode,
- * prewarmed children and warm sandboxes.
+ * Start a sandboxed `deno` process: emptied environment plus `env`, piped stdio, its own
+ * session and process group (signals then reach the whole tree), and a lower CPU priority.
+ * Shared by task mode, prewarmed children and warm sandboxes.
  *
  * The new session comes from `setsid` (found by {@link findSetsid}), which calls setsid(2) and
  * execs `deno` in the same process, so the pid is Deno's and the group id equals it. Deno's own
@@ -92,21 +109,21 @@ export function findSetsid(): string | null {
  * instead of vfork: the fork copies the runner's page tables, which took 13 ms per spawn at
  * 200 MB RSS (0.4 ms through `setsid`), all of it blocking the event loop. Without `setsid`,
  * `detached` is the fallback.
- * @throws {SpawnError} naming `what` if the process cannot start.
+ *
+ * With `nice` > 0 the process is lowered right after the spawn (setpriority(2), which needs
+ * no privilege for a higher nice value), so that a full cap of handlers starting at once does
+ * not starve the runner and the broker of CPU.
+ * @throws {SpawnError} naming `what` if the process cannot start or cannot be lowered.
  */
-export function spawnSandboxed(
-  deno: string,
-  args: string[],
-  env: Record<string, string>,
-  what: string,
-  setsid: string | null,
-): Deno.ChildProcess {
+export function spawnSandboxed(options: SpawnOptions): Deno.ChildProcess {
+  const { deno, args, setsid, what } = options;
   const [command, commandArgs] = setsid === null ? [deno, args] : [setsid, [deno, ...args]];
+  let process: Deno.ChildProcess;
   try {
-    return new Deno.Command(command, {
+    process = new Deno.Command(command, {
       args: commandArgs,
       clearEnv: true,
-      env,
+      env: options.env,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -115,6 +132,31 @@ export function spawnSandboxed(
   } catch (error) {
     throw new SpawnError(`cannot start ${deno} for ${what}: ${(error as Error).message}`);
   }
+  if (options.nice > 0) {
+    try {
+      setPriority(process.pid, options.nice);
+    } catch (error) {
+      discard(process);
+      throw new SpawnError(
+        `cannot lower ${what} (pid ${process.pid}) to nice ${options.nice}: ` +
+          `${(error as Error).message}; allow setpriority(2) or set TASK_NICE=0`,
+      );
+    }
+  }
+  return process;
+}
+
+/** Kill a process that will not be used, and release its pipes. */
+function discard(process: Deno.ChildProcess): void {
+  try {
+    process.kill("SIGKILL");
+  } catch {
+    // already gone
+  }
+  process.stdin.close().catch(() => {});
+  process.stdout.cancel().catch(() => {});
+  process.stderr.cancel().catch(() => {});
+  process.status.catch(() => {});
 }
 
 /**

@@ -49,6 +49,8 @@ export interface WarmProcessSettings {
   deno: string;
   /** `setsid` for a new session, or null for Deno's `detached` (see `spawnSandboxed`). */
   setsid: string | null;
+  /** Nice value to lower the process to (0: leave it). */
+  nice: number;
   denoDir: string | undefined;
   hostEnv: Readonly<Record<string, string>>;
   killGraceMs: number;
@@ -109,13 +111,14 @@ export class WarmProcess {
     this.handler = task.handler;
     this.version = settings.version;
     this.#allowRun = (task.grants?.allowRun?.length ?? 0) > 0;
-    const process = spawnSandboxed(
-      settings.deno,
-      sandboxArgs(task, LOADER),
-      sandboxEnv(task, settings),
-      `warm handler ${task.handler}`,
-      settings.setsid,
-    );
+    const process = spawnSandboxed({
+      deno: settings.deno,
+      args: sandboxArgs(task, LOADER),
+      env: sandboxEnv(task, settings),
+      what: `warm handler ${task.handler}`,
+      setsid: settings.setsid,
+      nice: settings.nice,
+    });
     this.pid = process.pid;
     this.#nonce = newNonce();
     this.#writer = process.stdin.getWriter();

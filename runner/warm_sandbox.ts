@@ -35,6 +35,11 @@ export interface WarmSandboxesOptions {
    * `detached`. @default the first of /usr/bin/setsid and /bin/setsid that exists, else null
    */
   setsidPath?: string | null;
+  /**
+   * Nice value handler processes are lowered to (0: the runner's), so that the runner and the
+   * broker keep the CPU when many handlers run. @default 0
+   */
+  nice?: number;
   /** Deno's cache folder for children. @default the runner's DENO_DIR, if set */
   denoDir?: string;
   /** Environment the granted `allowEnv` variables are copied from. @default {} */
@@ -100,6 +105,7 @@ const REASONS: readonly RecycleReason[] = [
 export class WarmSandboxes {
   readonly #deno: string;
   readonly #setsid: string | null;
+  readonly #nice: number;
   readonly #denoDir: string | undefined;
   readonly #hostEnv: Readonly<Record<string, string>>;
   readonly #grace: number;
@@ -152,6 +158,12 @@ export class WarmSandboxes {
     this.#maxTotalBytes = options.output?.maxTotalBytes ?? 1_048_576;
     this.#deno = options.denoPath ?? Deno.execPath();
     this.#setsid = options.setsidPath === undefined ? findSetsid() : options.setsidPath;
+    this.#nice = options.nice ?? 0;
+    if (!Number.isInteger(this.#nice) || this.#nice < 0 || this.#nice > 19) {
+      throw new RangeError(
+        `Cannot create warm sandboxes: "nice" must be an integer from 0 to 19, got ${options.nice}`,
+      );
+    }
     this.#denoDir = options.denoDir;
     this.#hostEnv = options.hostEnv ?? {};
     this.#onSandboxOutput = options.onSandboxOutput;
@@ -212,6 +224,7 @@ export class WarmSandboxes {
     const process = new WarmProcess(task, {
       deno: this.#deno,
       setsid: this.#setsid,
+      nice: this.#nice,
       denoDir: this.#denoDir,
       hostEnv: this.#hostEnv,
       killGraceMs: this.#grace,

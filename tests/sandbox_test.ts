@@ -248,21 +248,25 @@ Deno.test("a handler's JSON return value comes back, apart from its output", asy
   assertEquals(none.result, undefined);
 });
 
-/** ppid, process group and session of `pid`, from /proc (comm may hold spaces). */
-function processIds(pid: number): { ppid: number; pgrp: number; session: number } | null {
+/** ppid, process group, session and nice value of `pid`, from /proc (comm may hold spaces). */
+function processIds(
+  pid: number,
+): { ppid: number; pgrp: number; session: number; nice: number } | null {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const [state, ppid, pgrp, session] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const [state, ppid, pgrp, session] = fields;
+    const nice = Number(fields[16]);
     return state === "Z"
       ? null
-      : { ppid: Number(ppid), pgrp: Number(pgrp), session: Number(session) };
+      : { ppid: Number(ppid), pgrp: Number(pgrp), session: Number(session), nice };
   } catch {
     return null; // gone (a zombie counts as gone: this machine's PID 1 may not reap)
   }
 }
 
-Deno.test("a child is deno itself in its own session, and stopping it reaches its subprocesses", async () => {
-  const sandbox = new Sandbox({ killGraceMs: 500 });
+Deno.test("a child is deno itself in its own session at the given nice value, and stopping it reaches its subprocesses", async () => {
+  const sandbox = new Sandbox({ killGraceMs: 500, nice: 7 });
   const stdout: string[] = [];
   const child = sandbox.spawn({
     handler: "starts_sleeper",
@@ -280,8 +284,14 @@ Deno.test("a child is deno itself in its own session, and stopping it reaches it
   assert(sleeper > 0, `the handler printed no subprocess pid: ${JSON.stringify(stdout)}`);
   // The pid we signal is the deno process (no wrapper in between), child of the runner.
   assertEquals(Deno.realPathSync(`/proc/${child.pid}/exe`), Deno.realPathSync(Deno.execPath()));
-  assertEquals(processIds(child.pid), { ppid: Deno.pid, pgrp: child.pid, session: child.pid });
+  assertEquals(processIds(child.pid), {
+    ppid: Deno.pid,
+    pgrp: child.pid,
+    session: child.pid,
+    nice: 7,
+  });
   assertEquals(processIds(sleeper)?.pgrp, child.pid);
+  assertEquals(processIds(sleeper)?.nice, 7); // inherited by what the handler starts
   const result = await child.done;
   assertEquals(result.outcome, "timeout");
   assertEquals(processIds(sleeper), null, "the handler's subprocess outlived the stop");
