@@ -132,9 +132,9 @@ Deno.test("install.sh --output renders both units with every placeholder replace
   });
 });
 
-Deno.test("the unit grants the runner exactly the permissions of the `run` task", async () => {
+Deno.test("the unit runs the runner with exactly the permissions and V8 flags of the `run` task", async () => {
   const config = JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`));
-  const allow = (command: string) => (command.match(/--allow-\S+/g) ?? []).sort();
+  const allow = (command: string) => (command.match(/--(allow-|v8-flags=)\S+/g) ?? []).sort();
   await withRendered([], async (dir) => {
     const runner = await Deno.readTextFile(`${dir}/task-runner.service`);
     const granted = allow(one(runner, "Service", "ExecStart"));

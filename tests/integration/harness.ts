@@ -30,6 +30,19 @@ export interface LogLine {
 }
 
 /** The runner as a subprocess. */
+/**
+ * The arguments of `deno task run` (deno.json), main.ts made absolute: tests and benches run
+ * the runner with the permissions and V8 flags it has in use.
+ */
+export function runTaskArgs(): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const [deno, ...args] = String(config.tasks.run).split(/\s+/);
+  if (deno !== "deno" || !args.includes("main.ts")) {
+    throw new Error(`deno.json's run task is not "deno run ... main.ts run": ${config.tasks.run}`);
+  }
+  return args.map((arg) => arg === "main.ts" ? `${ROOT}main.ts` : arg);
+}
+
 export class RunnerProcess implements AsyncDisposable {
   readonly lines: LogLine[] = [];
   readonly raw: string[] = [];
@@ -39,17 +52,7 @@ export class RunnerProcess implements AsyncDisposable {
 
   constructor(env: Record<string, string>) {
     this.process = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-net",
-        "--allow-env",
-        "--allow-read",
-        "--allow-write",
-        "--allow-run",
-        "--allow-sys",
-        `${ROOT}main.ts`,
-        "run",
-      ],
+      args: runTaskArgs(),
       cwd: ROOT,
       env: {
         LOG_FORMAT: "json",
