@@ -6,7 +6,7 @@
  * client would keep retrying an unreachable advertised address for minutes).
  * @module
  */
-import type { Admin } from "kafkajs";
+import { type Admin, ConfigResourceTypes } from "kafkajs";
 import { groupLag } from "./admin/lag.ts";
 import { localChecks } from "./doctor_local.ts";
 import { createKafka } from "./kafka.ts";
@@ -197,6 +197,9 @@ async function clusterChecks(admin: Admin, ctx: ClusterContext): Promise<void> {
   if (checks.some((c) => c.status === "fail")) {
     return skipRest("an advertised address is unreachable (see advertised)");
   }
+  const linger = await readCommitLinger(admin, brokers.map((b) => b.nodeId));
+  const lingerCheck = commitLingerCheck(linger);
+  if (lingerCheck) checks.push(lingerCheck);
 
   const { topic, groupId } = ctx.options;
   const topics = await admin.listTopics();
@@ -226,6 +229,68 @@ async function clusterChecks(admin: Admin, ctx: ClusterContext): Promise<void> {
     );
   }
   checks.push(...await groupChecks(admin, groupId, topics.includes(topic) ? topic : undefined));
+}
+
+/** Broker setting: how long Kafka 4's group coordinator holds writes (offset commits) to batch them. */
+export const COMMIT_LINGER_CONFIG = "group.coordinator.append.linger.ms";
+
+/** Each broker's {@link COMMIT_LINGER_CONFIG}, `undefined` where it has none (Kafka < 4). */
+async function readCommitLinger(
+  admin: Admin,
+  nodeIds: number[],
+): Promise<Array<{ nodeId: number; value: string | undefined }> | Error> {
+  try {
+    const { resources } = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: nodeIds.map((id) => ({
+        type: ConfigResourceTypes.BROKER,
+        name: String(id),
+        configNames: [COMMIT_LINGER_CONFIG],
+      })),
+    });
+    return resources.map((r) => ({
+      nodeId: Number(r.resourceName),
+      value: r.configEntries.find((e) => e.configName === COMMIT_LINGER_CONFIG)?.configValue,
+    }));
+  } catch (error) {
+    return error as Error;
+  }
+}
+
+/**
+ * The commit-latency check: every at-most-once task is committed before it starts, so it waits
+ * for the broker's {@link COMMIT_LINGER_CONFIG} (Kafka 4 defaults to 5 ms). Null when no broker
+ * has the setting (older Kafka: nothing to say).
+ */
+export function commitLingerCheck(
+  found: Array<{ nodeId: number; value: string | undefined }> | Error,
+): Check | null {
+  if (found instanceof Error) {
+    return {
+      name: "commit-latency",
+      status: "info",
+      message: `could not read ${COMMIT_LINGER_CONFIG} from the brokers: ${message(found)}`,
+    };
+  }
+  const known = found.filter((f) => f.value !== undefined);
+  if (known.length === 0) return null;
+  const worst = known.reduce((a, b) => (Number(b.value) > Number(a.value) ? b : a));
+  const ms = Number(worst.value);
+  if (ms === 0) {
+    return {
+      name: "commit-latency",
+      status: "ok",
+      message: `offset commits are acknowledged without lingering (${COMMIT_LINGER_CONFIG}=0)`,
+    };
+  }
+  return {
+    name: "commit-latency",
+    status: "info",
+    message: `broker ${worst.nodeId} holds offset commits up to ${ms} ms ` +
+      `(${COMMIT_LINGER_CONFIG}=${ms}): at-most-once tasks wait that long before they start`,
+    fix: `if start latency matters, set ${COMMIT_LINGER_CONFIG}=0 on the brokers ` +
+      "(the local broker does)",
+  };
 }
 
 /** Check 4: the group's state and members, and its lag on the topic when the topic exists. */

@@ -4,7 +4,12 @@
  * a functions folder with mistakes in it.
  */
 import { fileURLToPath } from "node:url";
-import { type Check, type DoctorReport, runDoctor } from "../../runner/doctor.ts";
+import {
+  type Check,
+  commitLingerCheck,
+  type DoctorReport,
+  runDoctor,
+} from "../../runner/doctor.ts";
 import { createKafka } from "../../runner/kafka.ts";
 import { assert, assertEquals, assertMatch } from "../assert.ts";
 import { runAdmin } from "./cli_capture.ts";
@@ -75,6 +80,7 @@ Deno.test("doctor: everything ok against the good broker, with a runner-like mem
     assertEquals(statuses(report), {
       bootstrap: ["ok"],
       advertised: ["ok"],
+      "commit-latency": ["ok"],
       topic: ["ok"],
       group: ["ok"],
       lag: ["ok"],
@@ -85,6 +91,8 @@ Deno.test("doctor: everything ok against the good broker, with a runner-like mem
     const address = brokers().split(",")[0];
     assertMatch(only(report, "advertised")[0].message, new RegExp(`advertises ${address}:`));
     assertEquals(only(report, "topic")[0].message, `${topic} exists, 2 partitions`);
+    // The test broker is started by broker/kafka.sh, which turns the commit linger off.
+    assertMatch(only(report, "commit-latency")[0].message, /linger.ms=0\)$/);
     assertMatch(only(report, "group")[0].message, /Stable, 1 member\(s\): doctor-test-member@/);
     assertMatch(
       only(report, "functions")[0].message,
@@ -253,4 +261,24 @@ Deno.test("doctor: functions with a bad name or no default export; the config fi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("doctor: a broker that lingers on offset commits is named, with the setting to change", () => {
+  const lingering = commitLingerCheck([
+    { nodeId: 1, value: "0" },
+    { nodeId: 2, value: "5" },
+  ]);
+  assertEquals(lingering?.status, "info");
+  assertEquals(
+    lingering?.message,
+    "broker 2 holds offset commits up to 5 ms (group.coordinator.append.linger.ms=5): " +
+      "at-most-once tasks wait that long before they start",
+  );
+  assertMatch(lingering?.fix ?? "", /set group\.coordinator\.append\.linger\.ms=0/);
+  assertEquals(commitLingerCheck([{ nodeId: 1, value: "0" }])?.status, "ok");
+  // Kafka before 4 has no such setting: nothing to report.
+  assertEquals(commitLingerCheck([{ nodeId: 1, value: undefined }]), null);
+  const unreadable = commitLingerCheck(new Error("Not authorized"));
+  assertEquals(unreadable?.status, "info");
+  assertMatch(unreadable?.message ?? "", /could not read .* Not authorized/);
 });
