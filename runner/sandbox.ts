@@ -22,6 +22,7 @@ import {
   sandboxArgs,
   sandboxEnv,
   type SandboxScope,
+  signalGroup,
   spawnSandboxed,
 } from "./sandbox_process.ts";
 
@@ -149,15 +150,6 @@ export interface StartOptions {
 /** The parts of a task that decide which process may run it. */
 export type ProcessScope = SandboxScope & Pick<SandboxTask, "handler">;
 
-/** Send `signal` to the process group `pid`; a group already gone is what we wanted. */
-function signalGroup(pid: number, signal: Deno.Signal): void {
-  try {
-    Deno.kill(-pid, signal);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-}
-
 /** Spawns sandboxed handler processes. */
 export class Sandbox {
   readonly #deno: string;
@@ -243,7 +235,7 @@ export class Sandbox {
       alive = false;
       if (attached) return new Promise<never>(() => {}); // `done` reports this exit
       // Leftovers of granted subprocesses would hold the pipes open.
-      if (scope.grants?.allowRun?.length) signalGroup(pid, "SIGKILL");
+      if (scope.grants?.allowRun?.length) signalGroup(pid, "SIGKILL", false);
       await process.stdin.close().catch(() => {}); // the child is gone: nothing to tell it
       await output.ended;
       const { code, signal } = status;
@@ -269,16 +261,21 @@ export class Sandbox {
           throw new SpawnError(`cannot run handler ${task.handler} in pid ${pid}: ${unfit}`);
         }
         attached = true;
-        return this.#run(process, output, task);
+        return this.#run(process, output, task, () => alive);
       },
       kill: () => {
-        if (!attached && alive) signalGroup(pid, "SIGKILL");
+        if (!attached && alive) signalGroup(pid, "SIGKILL", alive);
       },
     };
   }
 
   /** Hand `task` to a started process: input, timeout, kill escalation, output and result. */
-  #run(process: Deno.ChildProcess, output: ChildOutput, task: SandboxTask): RunningChild {
+  #run(
+    process: Deno.ChildProcess,
+    output: ChildOutput,
+    task: SandboxTask,
+    isAlive: () => boolean,
+  ): RunningChild {
     const pid = process.pid;
     let stopReason: { outcome: "failed" | "timeout"; why: string } | null = null;
     let killTimer: ReturnType<typeof setTimeout> | undefined;
@@ -286,8 +283,8 @@ export class Sandbox {
     const stop = (outcome: "failed" | "timeout", why: string) => {
       if (stopReason) return;
       stopReason = { outcome, why };
-      signalGroup(pid, "SIGTERM");
-      killTimer = setTimeout(() => signalGroup(pid, "SIGKILL"), this.#grace);
+      signalGroup(pid, "SIGTERM", isAlive());
+      killTimer = setTimeout(() => signalGroup(pid, "SIGKILL", isAlive()), this.#grace);
     };
     const timeoutTimer = setTimeout(
       () => stop("timeout", `after timeout ${task.timeoutMs} ms`),
@@ -325,7 +322,7 @@ export class Sandbox {
       clearTimeout(killTimer);
       const signal = status.signal;
       // Leftovers of granted subprocesses.
-      if (task.grants?.allowRun?.length) signalGroup(pid, "SIGKILL");
+      if (task.grants?.allowRun?.length) signalGroup(pid, "SIGKILL", false);
       const base = { code: status.code, signal, droppedBytes };
       if (stopReason) {
         const how = signal ? `killed by ${signal}` : describeExit(status.code, null);
@@ -343,7 +340,7 @@ export class Sandbox {
       done,
       stop: (why, force = false) => {
         stop("failed", why);
-        if (force) signalGroup(pid, "SIGKILL");
+        if (force) signalGroup(pid, "SIGKILL", isAlive());
       },
     };
   }

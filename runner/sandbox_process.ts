@@ -146,6 +146,27 @@ export function spawnSandboxed(options: SpawnOptions): Deno.ChildProcess {
   return process;
 }
 
+/**
+ * Send `signal` to the process group `pid` (the process and whatever it started); a group
+ * already gone is what we wanted. In the first instant after the spawn, before `setsid` has made
+ * the group, a process that has not exited (`alive`) is signalled alone. A process that has
+ * exited is never signalled by pid: its pid may already belong to another process.
+ */
+export function signalGroup(pid: number, signal: Deno.Signal, alive: boolean): void {
+  try {
+    Deno.kill(-pid, signal);
+    return;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  if (!alive) return;
+  try {
+    Deno.kill(pid, signal);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
 /** Kill a process that will not be used, and release its pipes. */
 function discard(process: Deno.ChildProcess): void {
   try {

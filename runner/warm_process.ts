@@ -18,7 +18,7 @@ import {
   utf8Length,
 } from "./warm_protocol.ts";
 import { type ChildResult, type RunningChild, type SandboxTask } from "./sandbox.ts";
-import { sandboxArgs, sandboxEnv, spawnSandboxed } from "./sandbox_process.ts";
+import { sandboxArgs, sandboxEnv, signalGroup, spawnSandboxed } from "./sandbox_process.ts";
 
 /** Why a warm process stopped taking tasks. */
 export type RecycleReason =
@@ -212,12 +212,7 @@ export class WarmProcess {
   }
 
   #signal(signal: Deno.Signal): void {
-    try {
-      Deno.kill(-this.pid, signal);
-    } catch (error) {
-      // ESRCH: the group is already gone, which is what we wanted.
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
+    signalGroup(this.pid, signal, !this.#gone);
   }
 
   /** SIGTERM to the group now, SIGKILL after the grace. */

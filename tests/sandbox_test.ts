@@ -5,6 +5,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { fileURLToPath } from "node:url";
 import type { FunctionGrants } from "../runner/grants.ts";
 import { type ChildResult, Sandbox } from "../runner/sandbox.ts";
+import { signalGroup } from "../runner/sandbox_process.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/functions/", import.meta.url));
 
@@ -295,4 +296,23 @@ Deno.test("a child is deno itself in its own session at the given nice value, an
   const result = await child.done;
   assertEquals(result.outcome, "timeout");
   assertEquals(processIds(sleeper), null, "the handler's subprocess outlived the stop");
+});
+
+Deno.test("signalGroup: a live process not yet leading its group is signalled alone; an exited one never", async () => {
+  // A plain child is in our process group, not a group of its own: like a sandboxed process in
+  // the instant before `setsid` has run.
+  const spawnSleeper = () => new Deno.Command("/bin/sleep", { args: ["30"] }).spawn();
+  const exited = spawnSleeper();
+  signalGroup(exited.pid, "SIGTERM", false);
+  const stillThere = await Promise.race([
+    exited.status.then(() => false),
+    new Promise<boolean>((r) => setTimeout(() => r(true), 300)),
+  ]);
+  assertEquals(stillThere, true, "a process said to have exited was signalled by pid");
+  exited.kill("SIGKILL");
+  await exited.status;
+
+  const live = spawnSleeper();
+  signalGroup(live.pid, "SIGTERM", true);
+  assertEquals((await live.status).signal, "SIGTERM");
 });
