@@ -193,7 +193,13 @@ Deno.test("two runners, 8 partitions, one killed mid-burst: the other takes over
   const aShare = await a.waitFor("a's share", () => {
     const mine = share(a);
     return mine.length > 0 && mine.length + share(c).length === 8 ? mine : undefined;
-  }, 60_000);
+  }, 60_000).catch((error) => {
+    // The other member's side of the story, for a group that did not settle.
+    const joins = (r: RunnerProcess) =>
+      r.lines.filter((l) => /Joined group|rebalanc|ERROR/i.test(l.message + l.level))
+        .map((l) => l.message).join("\n  ");
+    throw new Error(`${error.message}\na's joins:\n  ${joins(a)}\nc's joins:\n  ${joins(c)}`);
+  });
   await b.produce();
   await a.waitFor("a's first tasks", () => a.outcomes().length > 20 || undefined, 60_000);
   a.kill("SIGKILL");
