@@ -19,6 +19,7 @@ import { ChildOutput } from "./child_output.ts";
 import type { PumpLimits } from "./output_lines.ts";
 import {
   findSetsid,
+  niceValue,
   sandboxArgs,
   sandboxEnv,
   type SandboxScope,
@@ -169,12 +170,7 @@ export class Sandbox {
     }
     this.#deno = options.denoPath ?? Deno.execPath();
     this.#setsid = options.setsidPath === undefined ? findSetsid() : options.setsidPath;
-    this.#nice = options.nice ?? 0;
-    if (!Number.isInteger(this.#nice) || this.#nice < 0 || this.#nice > 19) {
-      throw new RangeError(
-        `Cannot create sandbox: "nice" must be an integer from 0 to 19, got ${options.nice}`,
-      );
-    }
+    this.#nice = niceValue(options.nice, "sandbox");
     this.#denoDir = options.denoDir;
     this.#grace = grace;
     this.#hostEnv = options.hostEnv ?? {};

@@ -82,6 +82,20 @@ export function findSetsid(): string | null {
   return null;
 }
 
+/**
+ * `nice` as given, or 0 when not given.
+ * @throws {RangeError} naming `owner` when it is not an integer from 0 to 19.
+ */
+export function niceValue(nice: number | undefined, owner: string): number {
+  const value = nice ?? 0;
+  if (!Number.isInteger(value) || value < 0 || value > 19) {
+    throw new RangeError(
+      `Cannot create ${owner}: "nice" must be an integer from 0 to 19, got ${nice}`,
+    );
+  }
+  return value;
+}
+
 /** What {@link spawnSandboxed} starts, and how. */
 export interface SpawnOptions {
   /** The Deno executable. */

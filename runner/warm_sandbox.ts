@@ -20,7 +20,7 @@
 import { SpawnError } from "./errors.ts";
 import type { PumpLimits } from "./output_lines.ts";
 import type { RunningChild, SandboxTask } from "./sandbox.ts";
-import { fileVersion, findSetsid } from "./sandbox_process.ts";
+import { fileVersion, findSetsid, niceValue } from "./sandbox_process.ts";
 import { type RecycleReason, type SandboxOutput, WarmProcess } from "./warm_process.ts";
 
 export type { RecycleReason, SandboxOutput } from "./warm_process.ts";
@@ -158,12 +158,7 @@ export class WarmSandboxes {
     this.#maxTotalBytes = options.output?.maxTotalBytes ?? 1_048_576;
     this.#deno = options.denoPath ?? Deno.execPath();
     this.#setsid = options.setsidPath === undefined ? findSetsid() : options.setsidPath;
-    this.#nice = options.nice ?? 0;
-    if (!Number.isInteger(this.#nice) || this.#nice < 0 || this.#nice > 19) {
-      throw new RangeError(
-        `Cannot create warm sandboxes: "nice" must be an integer from 0 to 19, got ${options.nice}`,
-      );
-    }
+    this.#nice = niceValue(options.nice, "warm sandboxes");
     this.#denoDir = options.denoDir;
     this.#hostEnv = options.hostEnv ?? {};
     this.#onSandboxOutput = options.onSandboxOutput;

@@ -316,3 +316,19 @@ Deno.test("signalGroup: a live process not yet leading its group is signalled al
   signalGroup(live.pid, "SIGTERM", true);
   assertEquals((await live.status).signal, "SIGTERM");
 });
+
+Deno.test("a nice value outside 0-19 is refused with the option named", () => {
+  for (const nice of [-1, 20, 1.5]) {
+    let error: unknown;
+    try {
+      new Sandbox({ nice });
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof RangeError, `nice ${nice} was accepted`);
+    assertEquals(
+      error.message,
+      `Cannot create sandbox: "nice" must be an integer from 0 to 19, got ${nice}`,
+    );
+  }
+});
