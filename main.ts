@@ -13,6 +13,7 @@ import { logger, setUpLogging } from "./runner/logging.ts";
 import { HealthServer } from "./runner/health_server.ts";
 import { RunnerMetrics } from "./runner/metrics.ts";
 import { Runner } from "./runner/runner.ts";
+import { checkCanLowerPriority } from "./runner/sandbox_process.ts";
 
 const USAGE = `task-runner: run Deno functions triggered by Kafka messages
 
@@ -48,6 +49,7 @@ function parse(args: string[]) {
 
 async function run(flags: Record<string, string | undefined>): Promise<number> {
   const config = resolveConfig(flags, Deno.env.toObject());
+  checkCanLowerPriority(config.taskNice);
   await setUpLogging({ level: config.logLevel, format: config.logFormat });
   const log = logger("main");
   let brokers = config.brokers;

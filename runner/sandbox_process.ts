@@ -5,8 +5,8 @@
  * mode allows exactly the same.
  * @module
  */
-import { setPriority } from "node:os";
-import { SpawnError } from "./errors.ts";
+import { getPriority, setPriority } from "node:os";
+import { ConfigError, SpawnError } from "./errors.ts";
 import type { FunctionGrants } from "./grants.ts";
 
 /** The parts of a task that decide what its process may do. */
@@ -94,6 +94,25 @@ export function niceValue(nice: number | undefined, owner: string): number {
     );
   }
   return value;
+}
+
+/**
+ * Fail at start-up, not task by task, when handler processes cannot be lowered to `nice` (a
+ * seccomp filter that denies setpriority(2), as an older systemd unit of ours did). It calls
+ * setpriority(2) on the runner itself with the value it already has: a no-op when allowed.
+ * @throws {ConfigError} naming TASK_NICE and what to do.
+ */
+export function checkCanLowerPriority(nice: number): void {
+  if (nice === 0) return;
+  try {
+    setPriority(getPriority());
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot start runner: TASK_NICE=${nice} needs setpriority(2), which failed ` +
+        `(${(error as Error).message}); allow it (systemd: SystemCallFilter=setpriority) ` +
+        "or set TASK_NICE=0",
+    );
+  }
 }
 
 /** What {@link spawnSandboxed} starts, and how. */
