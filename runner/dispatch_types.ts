@@ -42,6 +42,13 @@ export interface DispatcherHooks {
    * resolves with how it ended. Never rejects.
    */
   execute(job: Job): Promise<ChildResult>;
+  /**
+   * The job is about to be committed and then executed: its process may start now, as long as
+   * the task reaches it only in `execute`, after the commit. Never throws.
+   */
+  prepare(job: Job): void;
+  /** The job's commit failed, so it will not be executed: stop what `prepare` started. */
+  discard(job: Job): void;
   commit(topic: string, partition: number, commit: LedgerCommit): Promise<void>;
   /** The group's committed offset and metadata for a partition ("-1" when none). */
   committed(topic: string, partition: number): Promise<{ offset: string; metadata: string | null }>;

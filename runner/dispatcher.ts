@@ -4,7 +4,8 @@
  * It holds the cap (a task needs a slot only while it runs), the per-partition ledgers that
  * decide what may be committed, the tasks waiting for their key or for a retry (they hold no
  * slot), and the commit order: an at-most-once task is committed before it starts, an
- * at-least-once task once it reached its final outcome.
+ * at-least-once task once it reached its final outcome. A batch's processes may start while its
+ * commit is on its way (`prepare`); their tasks reach them only after it (`execute`).
  * @module
  */
 import type { KafkaMessage } from "kafkajs";
@@ -96,10 +97,16 @@ export class Dispatcher {
         state.ledger.final(BigInt(r.message.offset));
       }
       for (const job of starting) state.ledger.started(BigInt(job.message.offset));
+      // The processes start now and get their tasks once the commit is back: its round trip
+      // overlaps their start-up instead of coming before it.
+      for (const job of starting) this.#hooks.prepare(job);
       try {
         await this.#commit(topic, partition, state, true);
       } catch (error) {
-        for (const _ of starting) this.#pool.release();
+        for (const job of starting) {
+          this.#hooks.discard(job);
+          this.#pool.release();
+        }
         // Nothing uncommitted has started. Forget this partition's state: kafkajs fetches the
         // batch again and the state is rebuilt from what Kafka has committed.
         if (this.#partitions.get(tp(topic, partition)) === state) {

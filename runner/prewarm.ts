@@ -152,6 +152,11 @@ export class Prewarmer {
     return n;
   }
 
+  /** True when `handler`'s tasks may find a prewarmed child (its count is not 0). */
+  prewarms(handler: string): boolean {
+    return (this.#counts.get(handler) ?? this.#count) > 0 && !this.#closed;
+  }
+
   /** Start the children of the functions that have their own count, as slots allow. */
   start(): void {
     for (const { scope, count } of this.#functions) {

@@ -15,7 +15,7 @@ import { logger } from "./logging.ts";
 import { Pool } from "./pool.ts";
 import { logPrewarmEvent, prewarmedFunctions, Prewarmer } from "./prewarm.ts";
 import { Publisher } from "./publisher.ts";
-import { type ChildResult, type RunningChild, Sandbox } from "./sandbox.ts";
+import { type ChildResult, type RunningChild, Sandbox, type StartedProcess } from "./sandbox.ts";
 import { WarmSandboxes } from "./warm_sandbox.ts";
 import { decodeTask } from "./task_decoder.ts";
 import { contextOf, type TaskObserver, TaskReporter } from "./task_reporter.ts";
@@ -56,6 +56,8 @@ export class Runner {
   readonly #consumer: TaskConsumer;
   readonly #dispatcher: Dispatcher;
   readonly #live = new Set<RunningChild>();
+  /** Processes started for jobs whose commit is on its way (see the dispatcher's `prepare`). */
+  readonly #prepared = new Map<Job, { process: StartedProcess; at: number }>();
   /** Warm processes of functions with `isolation: "function"`, one pool set per function. */
   readonly #warm = new Map<string, WarmSandboxes>();
   /** Prewarmed children of task-mode functions (PREWARM, functions.json `prewarm`). */
@@ -258,6 +260,11 @@ export class Runner {
         }),
       policyFor: (handler) => this.#policy(handler),
       execute: (job) => this.#execute(job),
+      prepare: (job) => this.#prepare(job),
+      discard: (job) => {
+        this.#prepared.get(job)?.process.kill();
+        this.#prepared.delete(job);
+      },
       commit: (topic, partition, commit) => this.#consumer.commit(topic, partition, commit),
       committed: async (topic, partition) => {
         const [offsets] = await this.#admin!.fetchOffsets({ groupId: s.groupId, topics: [topic] });
@@ -279,13 +286,32 @@ export class Runner {
     };
   }
 
+  /**
+   * Start a task-mode process for `job` while its commit is on its way; `#execute` gives it the
+   * task. Functions with prewarmed children or warm processes have theirs ready already.
+   */
+  #prepare(job: Job): void {
+    const { handler, file } = job.task;
+    const grants = this.#grants.get(handler);
+    if (grants?.isolation === "function" || this.#prewarm.prewarms(handler)) return;
+    const memoryMb = grants?.memoryMb ?? this.#settings.memoryMb;
+    try {
+      const process = this.#sandbox.start({ handler, file, memoryMb, grants });
+      this.#prepared.set(job, { process, at: performance.now() });
+    } catch {
+      // `#execute` starts it again and reports the failure as the task's outcome.
+    }
+  }
+
   async #execute(job: Job): Promise<ChildResult> {
     const context = contextOf(job);
     const grants = this.#grants.get(job.task.handler);
-    const started = performance.now();
+    const prepared = this.#prepared.get(job);
+    this.#prepared.delete(job);
+    const started = prepared?.at ?? performance.now();
     let child: RunningChild;
     try {
-      child = this.#sandboxFor(job.task.handler).spawn({
+      const task = {
         handler: job.task.handler,
         file: job.task.file,
         task: { ...job.task.fields, attempt: job.attempt },
@@ -293,12 +319,15 @@ export class Runner {
         timeoutMs: grants?.timeoutMs ?? this.#settings.taskTimeoutMs,
         memoryMb: grants?.memoryMb ?? this.#settings.memoryMb,
         grants,
-        onOutput: (stream, line, truncated) => {
+        onOutput: (stream: "stdout" | "stderr", line: string, truncated: boolean) => {
           const props = { ...context, stream, line, truncated };
           if (stream === "stdout") this.#taskLog.info("{handler} {stream}: {line}", props);
           else this.#taskLog.warn("{handler} {stream}: {line}", props);
         },
-      });
+      };
+      child = prepared
+        ? prepared.process.attach(task)
+        : this.#sandboxFor(job.task.handler).spawn(task);
     } catch (error) {
       this.#observer?.spawnFailed(job.task.handler);
       const reason = error instanceof SpawnError ? error.message : String(error);
@@ -316,8 +345,10 @@ export class Runner {
       pid: child.pid,
       attempt: job.attempt,
       running: this.#pool.running,
-      // Runner overhead from slot to spawn (commit included), and time spent waiting for a slot.
-      dispatchMs: performance.now() - job.readyAt,
+      // Runner overhead from slot to spawn, from slot to the task handed over (an at-most-once
+      // commit included), and time spent waiting for a slot.
+      dispatchMs: (prepared?.at ?? performance.now()) - job.readyAt,
+      handoverMs: performance.now() - job.readyAt,
       queuedMs: job.readyAt - job.fetchedAt,
     });
     const result = await child.done;

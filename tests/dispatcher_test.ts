@@ -37,6 +37,10 @@ function fixture(delivery: "at-most-once" | "at-least-once") {
   const commits: LedgerCommit[] = [];
   /** How many commits had been made when each task was handed to `execute`, by offset. */
   const commitsAtStart = new Map<string, number>();
+  /** The same when each job was prepared, and the jobs discarded. */
+  const commitsAtPrepare = new Map<string, number>();
+  const discarded: string[] = [];
+  let failCommits = false;
   const running = new Map<string, (result: ChildResult) => void>();
   const hooks: DispatcherHooks = {
     decode: () => ({
@@ -50,7 +54,10 @@ function fixture(delivery: "at-most-once" | "at-least-once") {
       commitsAtStart.set(job.message.offset, commits.length);
       return new Promise((resolve) => running.set(job.message.offset, resolve));
     },
+    prepare: (job: Job) => commitsAtPrepare.set(job.message.offset, commits.length),
+    discard: (job: Job) => discarded.push(job.message.offset),
     commit: (_topic, _partition, commit) => {
+      if (failCommits) return Promise.reject(new Error("broker gone"));
       commits.push(commit);
       return Promise.resolve();
     },
@@ -62,17 +69,29 @@ function fixture(delivery: "at-most-once" | "at-least-once") {
     handedOver: () => {},
     commitFailed: () => {},
   };
-  const dispatcher = new Dispatcher({ pool: new Pool(10), hooks });
+  const pool = new Pool(10);
+  const dispatcher = new Dispatcher({ pool, hooks });
   const end = async (offset: number) => {
     running.get(String(offset))!(OK);
     await sleep(0); // finish(), the bookkeeping and the commit after it
   };
-  return { dispatcher, commits, commitsAtStart, end };
+  return {
+    dispatcher,
+    pool,
+    commits,
+    commitsAtStart,
+    commitsAtPrepare,
+    discarded,
+    end,
+    failCommits: () => (failCommits = true),
+  };
 }
 
 Deno.test("at-most-once: the batch that starts is committed before it runs, in one commit", async () => {
-  const { dispatcher, commits, commitsAtStart, end } = fixture("at-most-once");
+  const { dispatcher, commits, commitsAtStart, commitsAtPrepare, end } = fixture("at-most-once");
   await dispatcher.ingest("t", 0, [message(0), message(1), message(2)], control);
+  // Their processes may start while the commit is on its way; their tasks come after it.
+  assertEquals([...commitsAtPrepare.values()], [0, 0, 0]);
   assertEquals(commits.length, 1, "one commit for the three tasks that start together");
   // The watermark stays at 0 (nothing final yet); the metadata lists the started offsets.
   assertEquals(commits[0].offset, "0");
@@ -96,4 +115,19 @@ Deno.test("at-least-once: nothing is committed for a start; the outcome moves th
   assertEquals(commits.at(-1)?.offset, "0");
   await end(0);
   assertEquals(commits.at(-1)?.offset, "2");
+});
+
+Deno.test("a failed commit discards what was prepared, runs nothing and frees the slots", async () => {
+  const { dispatcher, pool, commitsAtStart, discarded, failCommits } = fixture("at-most-once");
+  failCommits();
+  let error: unknown;
+  try {
+    await dispatcher.ingest("t", 0, [message(0), message(1)], control);
+  } catch (e) {
+    error = e;
+  }
+  assertEquals((error as Error)?.message, "broker gone", "kafkajs must see the failure");
+  assertEquals(discarded, ["0", "1"]);
+  assertEquals(commitsAtStart.size, 0, "a task ran without its commit");
+  assertEquals(pool.running, 0);
 });
