@@ -169,8 +169,10 @@ function childCount(pid: number): number {
 interface SteadyLoad {
   /** Produce → handler start, ms, sorted. */
   latency: number[];
-  /** Message fetched by the runner → child spawned (commit included), ms, sorted. */
+  /** Message fetched by the runner → child spawned, ms, sorted. */
   dispatch: number[];
+  /** Message fetched → task handed to its process (an at-most-once commit included), ms, sorted. */
+  handover: number[];
   /** The rate the tasks were produced at, tasks/s. */
   rate: number;
 }
@@ -224,10 +226,11 @@ async function steadyLoad(
     .filter(([, , , i]) => i >= warmup).map(([, started, produced]) => started - produced)
     .sort((a, b) => a - b);
   // Started lines come in start order; tasks start in produce order at this rate.
-  const dispatch = runner.lines.filter((l) => l.message.startsWith("Started")).slice(warmup)
-    .map((l) => (l.properties.queuedMs as number) + (l.properties.dispatchMs as number))
-    .sort((a, b) => a - b);
-  return { latency, dispatch, rate };
+  const starts = runner.lines.filter((l) => l.message.startsWith("Started")).slice(warmup);
+  const since = (field: string) =>
+    starts.map((l) => (l.properties.queuedMs as number) + (l.properties[field] as number))
+      .sort((a, b) => a - b);
+  return { latency, dispatch: since("dispatchMs"), handover: since("handoverMs"), rate };
 }
 
 const cores = navigator.hardwareConcurrency;
@@ -294,6 +297,8 @@ console.log(
 );
 row("dispatch (fetched → spawned), at-most-once p50 / p99", pair(steady.dispatch, 2));
 row("dispatch (fetched → spawned), at-least-once p50 / p99", pair(steadyAlo.dispatch, 2));
+row("fetched → task handed over (commit incl.), at-most-once", pair(steady.handover, 2));
+row("fetched → task handed over, at-least-once", pair(steadyAlo.handover, 2));
 row("produce → handler start, at-most-once p50 / p99", pair(steady.latency));
 row("produce → handler start, at-least-once p50 / p99", pair(steadyAlo.latency));
 
