@@ -154,7 +154,12 @@ export class Prewarmer {
 
   /** True when `handler`'s tasks may find a prewarmed child (its count is not 0). */
   prewarms(handler: string): boolean {
-    return (this.#counts.get(handler) ?? this.#count) > 0 && !this.#closed;
+    return this.#countFor(handler) > 0 && !this.#closed;
+  }
+
+  /** How many children `handler` keeps ready: its own count, else the global one. */
+  #countFor(handler: string): number {
+    return this.#counts.get(handler) ?? this.#count;
   }
 
   /** Start the children of the functions that have their own count, as slots allow. */
@@ -171,7 +176,7 @@ export class Prewarmer {
    * {@link SpawnError} only if no process can start; later failures come through `done`.
    */
   spawn(task: SandboxTask): RunningChild {
-    const count = this.#counts.get(task.handler) ?? this.#count;
+    const count = this.#countFor(task.handler);
     if (count === 0 || this.#closed) return this.#sandbox.spawn(task);
     const entry = this.#entry(task, count);
     this.#refresh(entry, task);

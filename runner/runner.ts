@@ -15,7 +15,13 @@ import { logger } from "./logging.ts";
 import { Pool } from "./pool.ts";
 import { logPrewarmEvent, prewarmedFunctions, Prewarmer } from "./prewarm.ts";
 import { Publisher } from "./publisher.ts";
-import { type ChildResult, type RunningChild, Sandbox, type StartedProcess } from "./sandbox.ts";
+import {
+  type ChildResult,
+  type ProcessScope,
+  type RunningChild,
+  Sandbox,
+  type StartedProcess,
+} from "./sandbox.ts";
 import { WarmSandboxes } from "./warm_sandbox.ts";
 import { decodeTask } from "./task_decoder.ts";
 import { contextOf, type TaskObserver, TaskReporter } from "./task_reporter.ts";
@@ -291,34 +297,36 @@ export class Runner {
    * task. Functions with prewarmed children or warm processes have theirs ready already.
    */
   #prepare(job: Job): void {
-    const { handler, file } = job.task;
-    const grants = this.#grants.get(handler);
-    if (grants?.isolation === "function" || this.#prewarm.prewarms(handler)) return;
-    const memoryMb = grants?.memoryMb ?? this.#settings.memoryMb;
+    const scope = this.#scopeOf(job);
+    if (scope.grants?.isolation === "function" || this.#prewarm.prewarms(scope.handler)) return;
     try {
-      const process = this.#sandbox.start({ handler, file, memoryMb, grants });
+      const process = this.#sandbox.start(scope);
       this.#prepared.set(job, { process, at: performance.now() });
     } catch {
       // `#execute` starts it again and reports the failure as the task's outcome.
     }
   }
 
+  /** What decides which process may run `job`: handler, file, heap cap and grants. */
+  #scopeOf(job: Job): ProcessScope {
+    const { handler, file } = job.task;
+    const grants = this.#grants.get(handler);
+    return { handler, file, memoryMb: grants?.memoryMb ?? this.#settings.memoryMb, grants };
+  }
+
   async #execute(job: Job): Promise<ChildResult> {
     const context = contextOf(job);
-    const grants = this.#grants.get(job.task.handler);
+    const scope = this.#scopeOf(job);
     const prepared = this.#prepared.get(job);
     this.#prepared.delete(job);
     const started = prepared?.at ?? performance.now();
     let child: RunningChild;
     try {
       const task = {
-        handler: job.task.handler,
-        file: job.task.file,
+        ...scope,
         task: { ...job.task.fields, attempt: job.attempt },
         payload: job.task.payload,
-        timeoutMs: grants?.timeoutMs ?? this.#settings.taskTimeoutMs,
-        memoryMb: grants?.memoryMb ?? this.#settings.memoryMb,
-        grants,
+        timeoutMs: scope.grants?.timeoutMs ?? this.#settings.taskTimeoutMs,
         onOutput: (stream: "stdout" | "stderr", line: string, truncated: boolean) => {
           const props = { ...context, stream, line, truncated };
           if (stream === "stdout") this.#taskLog.info("{handler} {stream}: {line}", props);
