@@ -102,7 +102,11 @@ export class RunnerProcess implements AsyncDisposable {
     return this.lines.filter((l) => l.properties?.outcome !== undefined).map((l) => l.properties);
   }
 
-  /** Resolve with the first value `pick` returns that is not undefined; fail after `timeoutMs`. */
+  /**
+   * Resolve with the first value `pick` returns that is not undefined; fail after `timeoutMs`.
+   * `pick` runs on each of this runner's lines and, because it may read other state (another
+   * runner's lines, marker files), every 100 ms as well.
+   */
   waitFor<T>(what: string, pick: () => T | undefined, timeoutMs = 30_000): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const check = () => {
@@ -120,8 +124,10 @@ export class RunnerProcess implements AsyncDisposable {
           ),
         );
       }, timeoutMs);
+      const poll = setInterval(check, 100);
       const cleanup = () => {
         clearTimeout(timer);
+        clearInterval(poll);
         this.#waiters.delete(check);
       };
       this.#waiters.add(check);
