@@ -84,7 +84,7 @@ Deno.test("at-least-once: kill -9 mid-burst, restart: every task ran, duplicates
   const total = 300;
   await using b = await burst("at-least-once", total);
   await b.produce();
-  const first = new RunnerProcess(b.env());
+  await using first = new RunnerProcess(b.env());
   await first.waitForOutcomes(80);
   first.kill("SIGKILL");
   await first.exited;
@@ -109,7 +109,7 @@ Deno.test("at-most-once: kill -9 mid-burst, restart: no task ran twice; the lost
   const total = 300;
   await using b = await burst("at-most-once", total);
   await b.produce();
-  const first = new RunnerProcess(b.env());
+  await using first = new RunnerProcess(b.env());
   await first.waitForOutcomes(80);
   first.kill("SIGKILL");
   await first.exited;
@@ -181,7 +181,7 @@ Deno.test("at-least-once across a broker restart under load: nothing lost, runne
 Deno.test("two runners, 8 partitions, one killed mid-burst: the other takes over, nothing lost", async () => {
   const total = 400;
   await using b = await burst("at-least-once", total, 8);
-  const a = new RunnerProcess(b.env());
+  await using a = new RunnerProcess(b.env());
   await using c = new RunnerProcess(b.env());
   const share = (runner: RunnerProcess) => {
     const joined = runner.lines.filter((l) => l.message.startsWith("Joined group")).at(-1);
