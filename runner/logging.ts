@@ -12,6 +12,7 @@ import {
   reset,
   type TextFormatter,
 } from "@logtape/logtape";
+import process from "node:process";
 
 /** Options of {@link setUpLogging}. */
 export interface LoggingOptions {
@@ -54,8 +55,36 @@ function lineSink(formatter: TextFormatter, journal: boolean): (record: LogRecor
 }
 
 /**
- * Configure LogTape for the process. Call once, at start-up, from `main.ts`.
- * Returns a function that resets the configuration.
+ * Route Node warnings (`process.emitWarning`, used by npm packages) to the log as structured
+ * lines, in place of the free text Node's default listener prints on stderr.
+ *
+ * kafkajs 2.2.4 emits a TimeoutNegativeWarning on connecting (tulios/kafkajs#1751, unfixed
+ * upstream): a pending-request check it means to run at once gets a negative delay, which the
+ * timer turns into 1 ms, as intended. That one is logged at debug; any other warning at warning.
+ * Returns a function that puts the previous listeners back.
+ */
+function routeProcessWarnings(): () => void {
+  const previous = process.listeners("warning");
+  process.removeAllListeners("warning");
+  const log = logger("process");
+  const onWarning = (warning: Error) => {
+    const props = { name: warning.name, warning: warning.message };
+    if (warning.name === "TimeoutNegativeWarning" && warning.stack?.includes("/kafkajs/")) {
+      log.debug("{name} from kafkajs (harmless, tulios/kafkajs#1751): {warning}", props);
+    } else {
+      log.warn("{name}: {warning}", props);
+    }
+  };
+  process.on("warning", onWarning);
+  return () => {
+    process.off("warning", onWarning);
+    for (const listener of previous) process.on("warning", listener);
+  };
+}
+
+/**
+ * Configure LogTape for the process, and route Node warnings to it. Call once, at start-up,
+ * from `main.ts`. Returns a function that undoes both.
  */
 export async function setUpLogging(options: LoggingOptions = {}): Promise<() => Promise<void>> {
   const format = options.format ?? "auto";
@@ -74,5 +103,9 @@ export async function setUpLogging(options: LoggingOptions = {}): Promise<() => 
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
     ],
   });
-  return reset;
+  const unroute = routeProcessWarnings();
+  return async () => {
+    unroute();
+    await reset();
+  };
 }

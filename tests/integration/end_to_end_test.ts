@@ -32,6 +32,33 @@ Deno.test("enqueue() API: the handler gets payload, key and headers; outcome ok"
   assertEquals(task.offset, "0");
 });
 
+Deno.test("everything the runner prints is a JSON log line, Node warnings included", async () => {
+  const topic = unique("e2e_lines");
+  await using runner = new RunnerProcess({
+    TASK_TOPIC: topic,
+    GROUP_ID: topic,
+    FUNCTIONS_DIR: FIXTURES,
+  });
+  await runner.ready();
+  await using kafka = await kafkaClients();
+  await enqueue(kafka.producer, "hello", { to: "lines" }, { topic });
+  await runner.waitForOutcomes(1);
+  runner.kill("SIGTERM");
+  await runner.exited;
+  const notJson = runner.raw.filter((line) => {
+    try {
+      return typeof JSON.parse(line)["@timestamp"] !== "string";
+    } catch {
+      return true;
+    }
+  });
+  assertEquals(notJson, []);
+  // kafkajs 2.2.4 emits one on connecting (tulios/kafkajs#1751); Node would print it on stderr.
+  const warning = runner.lines.find((l) => l.properties?.name === "TimeoutNegativeWarning");
+  assertEquals(warning?.level, "DEBUG");
+  assertEquals(warning?.logger, "task-runner.process");
+});
+
 Deno.test("kcat producer with a php_worker header (the PHP daemon's message shape) works", async () => {
   const topic = unique("kcat");
   await using runner = new RunnerProcess({
