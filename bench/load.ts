@@ -13,7 +13,7 @@
 import { parseArgs } from "node:util";
 import { createKafka, createProducer } from "../runner/kafka.ts";
 import { benchBrokers } from "./broker.ts";
-import { FIXTURES, RunnerProcess, unique } from "../tests/integration/harness.ts";
+import { RunnerProcess, unique } from "../tests/integration/harness.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -70,10 +70,7 @@ await admin.connect();
 await admin.createTopics({ topics: [{ topic, numPartitions: 8 }], waitForLeaders: true });
 await admin.disconnect();
 
-const runner = new RunnerProcess({
-  TASK_TOPIC: topic,
-  GROUP_ID: topic,
-  FUNCTIONS_DIR: FIXTURES,
+const runner = RunnerProcess.onTopic(topic, {
   FUNCTIONS_CONFIG: config,
   MAX_RUNNING: String(CAP),
   LOG_LEVEL: "debug",

@@ -4,23 +4,13 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import { parseSkipSet } from "../../runner/partition_ledger.ts";
-import {
-  FIXTURES,
-  functionsConfig,
-  kafkaClients,
-  kcatProduce,
-  RunnerProcess,
-  unique,
-} from "./harness.ts";
+import { functionsConfig, kafkaClients, kcatProduce, RunnerProcess, unique } from "./harness.ts";
 
 Deno.test("a burst never runs more than MAX_RUNNING children at once", async () => {
   const topic = unique("cap");
   const markers = await Deno.makeTempDir();
   await using config = await functionsConfig({ sleeps: { allowWrite: [markers] } });
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
     MAX_RUNNING: "4",
     TOPIC_PARTITIONS: "3",
@@ -66,10 +56,7 @@ Deno.test("a burst never runs more than MAX_RUNNING children at once", async () 
 
 Deno.test("the offset is committed before the child starts, and only for tasks that start", async () => {
   const topic = unique("commit");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     MAX_RUNNING: "1",
     TOPIC_PARTITIONS: "1",
   });

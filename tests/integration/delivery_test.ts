@@ -7,7 +7,6 @@ import type { KafkaMessage } from "kafkajs";
 import { createKafka } from "../../runner/kafka.ts";
 import {
   brokers,
-  FIXTURES,
   functionsConfig,
   kafkaClients,
   kcatProduce,
@@ -44,10 +43,7 @@ Deno.test("retries with exponential backoff end ok on the third attempt", async 
   await using config = await functionsConfig({
     flaky: { delivery: "at-least-once", retries: { attempts: 3, baseMs: 400, maxMs: 5000 } },
   });
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
   });
   await runner.ready();
@@ -73,10 +69,7 @@ Deno.test("exhausted retries and rejections go to the dead-letter topic, byte fo
   await using config = await functionsConfig({
     flaky: { delivery: "at-least-once", retries: { attempts: 2, baseMs: 50 } },
   });
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
     DLQ_TOPIC: dlq,
     TOPIC_PARTITIONS: "1",
@@ -123,10 +116,7 @@ Deno.test("a handler's return value is produced to its result topic with the tas
     topics: [{ topic: results, numPartitions: 1 }],
     waitForLeaders: true,
   });
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
   });
   await runner.ready();
@@ -144,10 +134,7 @@ Deno.test("ordering by key: one key runs strictly in order, different keys overl
   const topic = unique("keys");
   const dir = await Deno.makeTempDir();
   await using config = await functionsConfig({ keyed: { ordering: "key", allowWrite: [dir] } });
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
     TOPIC_PARTITIONS: "1",
   });

@@ -3,7 +3,7 @@
  * 0, and no child process is left behind.
  */
 import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { alive, FIXTURES, kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { alive, kcatProduce, RunnerProcess, unique } from "./harness.ts";
 
 function startedPids(runner: RunnerProcess): number[] {
   return runner.lines.filter((l) => l.message.startsWith("Started")).map((l) =>
@@ -13,11 +13,7 @@ function startedPids(runner: RunnerProcess): number[] {
 
 Deno.test("SIGTERM lets running tasks finish, then exits 0 with no child left", async () => {
   const topic = unique("drain");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
-  });
+  await using runner = RunnerProcess.onTopic(topic);
   await runner.ready();
   for (let i = 0; i < 3; i++) {
     await kcatProduce(topic, '{"ms": 1500}', { headers: { php_worker: "sleeps" } });
@@ -34,10 +30,7 @@ Deno.test("SIGTERM lets running tasks finish, then exits 0 with no child left", 
 
 Deno.test("at the drain timeout, stragglers are killed (SIGTERM, then SIGKILL) and logged", async () => {
   const topic = unique("drain_to");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     DRAIN_TIMEOUT_MS: "500",
     KILL_GRACE_MS: "500",
   });
@@ -66,11 +59,7 @@ Deno.test("at the drain timeout, stragglers are killed (SIGTERM, then SIGKILL) a
 
 Deno.test("a second SIGTERM forces: children are killed at once", async () => {
   const topic = unique("force");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
-  });
+  await using runner = RunnerProcess.onTopic(topic);
   await runner.ready();
   await kcatProduce(topic, "{}", { headers: { php_worker: "ignores_sigterm" } });
   await runner.waitFor(
@@ -93,11 +82,7 @@ Deno.test("a second SIGTERM forces: children are killed at once", async () => {
 
 Deno.test("kill -9 of the runner leaves no orphans: children see their stdin close and exit", async () => {
   const topic = unique("orphan");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
-  });
+  await using runner = RunnerProcess.onTopic(topic);
   await runner.ready();
   await kcatProduce(topic, "{}", { headers: { php_worker: "hangs" } });
   await kcatProduce(topic, "{}", { headers: { php_worker: "hangs" } });

@@ -3,15 +3,11 @@
  */
 import { assert, assertEquals, assertMatch } from "../assert.ts";
 import { enqueue } from "../../runner/enqueue.ts";
-import { FIXTURES, kafkaClients, kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { kafkaClients, kcatProduce, RunnerProcess, unique } from "./harness.ts";
 
 Deno.test("enqueue() API: the handler gets payload, key and headers; outcome ok", async () => {
   const topic = unique("e2e");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
-  });
+  await using runner = RunnerProcess.onTopic(topic);
   await runner.ready();
   await using kafka = await kafkaClients();
   await enqueue(kafka.producer, "echo", { to: "world", n: 1 }, {
@@ -34,11 +30,7 @@ Deno.test("enqueue() API: the handler gets payload, key and headers; outcome ok"
 
 Deno.test("everything the runner prints is a JSON log line, Node warnings included", async () => {
   const topic = unique("e2e_lines");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
-  });
+  await using runner = RunnerProcess.onTopic(topic);
   await runner.ready();
   await using kafka = await kafkaClients();
   await enqueue(kafka.producer, "hello", { to: "lines" }, { topic });
@@ -61,11 +53,7 @@ Deno.test("everything the runner prints is a JSON log line, Node warnings includ
 
 Deno.test("kcat producer with a php_worker header (the PHP daemon's message shape) works", async () => {
   const topic = unique("kcat");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
-  });
+  await using runner = RunnerProcess.onTopic(topic);
   await runner.ready();
   // json_encode($task_array, JSON_UNESCAPED_SLASHES) as async_task_produce sent it.
   await kcatProduce(topic, '{"order_id":42,"url":"http://x/y"}', {
@@ -80,11 +68,7 @@ Deno.test("a runner started before its topic exists receives the first task", as
   const topic = unique("early");
   await using kafka = await kafkaClients();
   assert(!(await kafka.admin.listTopics()).includes(topic));
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
-  });
+  await using runner = RunnerProcess.onTopic(topic);
   await runner.ready();
   await kcatProduce(topic, "{}", { headers: { php_worker: "echo" } });
   const [outcome] = await runner.waitForOutcomes(1);

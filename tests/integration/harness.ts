@@ -50,6 +50,16 @@ export class RunnerProcess implements AsyncDisposable {
   readonly exited: Promise<Deno.CommandStatus>;
   #waiters = new Set<() => void>();
 
+  /** A runner consuming `topic` as group `topic`, with the test fixtures as its functions. */
+  static onTopic(topic: string, env: Record<string, string> = {}): RunnerProcess {
+    return new RunnerProcess({
+      TASK_TOPIC: topic,
+      GROUP_ID: topic,
+      FUNCTIONS_DIR: FIXTURES,
+      ...env,
+    });
+  }
+
   constructor(env: Record<string, string>) {
     this.process = new Deno.Command(Deno.execPath(), {
       args: runTaskArgs(),

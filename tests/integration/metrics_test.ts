@@ -2,7 +2,7 @@
  * /metrics, /healthz and /readyz of a running runner move with real tasks.
  */
 import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { FIXTURES, kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { kcatProduce, RunnerProcess, unique } from "./harness.ts";
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -21,10 +21,7 @@ Deno.test("metrics count outcomes, show the cap and lag; health and readiness an
   const topic = unique("metrics");
   const port = freePort();
   const base = `http://127.0.0.1:${port}`;
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     METRICS_PORT: String(port),
     MAX_RUNNING: "7",
     TOPIC_PARTITIONS: "2",

@@ -3,14 +3,11 @@
  * The runner keeps going after all of them.
  */
 import { assertEquals, assertMatch } from "../assert.ts";
-import { FIXTURES, kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { kcatProduce, RunnerProcess, unique } from "./harness.ts";
 
 Deno.test("failed, timeout and out-of-memory outcomes, then the runner goes on", async () => {
   const topic = unique("fail");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     TASK_TIMEOUT_MS: "1500",
     KILL_GRACE_MS: "500",
     TASK_MEMORY_MB: "32",
@@ -55,10 +52,7 @@ Deno.test("failed, timeout and out-of-memory outcomes, then the runner goes on",
 
 Deno.test("each rejection kind is logged with its reason and position", async () => {
   const topic = unique("reject");
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     MAX_PAYLOAD_BYTES: "64",
     TOPIC_PARTITIONS: "1",
   });

@@ -5,7 +5,6 @@
 import { assert, assertEquals } from "../assert.ts";
 import {
   alive,
-  FIXTURES,
   functionsConfig,
   kafkaClients,
   type LogLine,
@@ -27,10 +26,7 @@ const pidsOf = (runner: RunnerProcess, what: "Started" | "Prewarmed", handler: s
 Deno.test("PREWARM=2: tasks run ok in prewarmed children; SIGTERM leaves no process", async () => {
   const topic = unique("prewarm");
   await using config = await functionsConfig({ echo: { prewarm: 1 } });
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
     TOPIC_PARTITIONS: "1",
     PREWARM: "2",

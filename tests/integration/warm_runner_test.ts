@@ -3,14 +3,7 @@
  * drain behave as in task mode, and nothing is left behind.
  */
 import { assert, assertEquals, assertMatch } from "../assert.ts";
-import {
-  alive,
-  FIXTURES,
-  functionsConfig,
-  kafkaClients,
-  RunnerProcess,
-  unique,
-} from "./harness.ts";
+import { alive, functionsConfig, kafkaClients, RunnerProcess, unique } from "./harness.ts";
 
 Deno.test("function isolation: one warm process serves many tasks; drain leaves none", async () => {
   const topic = unique("warm");
@@ -18,10 +11,7 @@ Deno.test("function isolation: one warm process serves many tasks; drain leaves 
     counts_calls: { isolation: "function", warm: { concurrency: 16 } },
     hangs: { isolation: "function" },
   });
-  await using runner = new RunnerProcess({
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: FIXTURES,
+  await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
     TOPIC_PARTITIONS: "1",
     DRAIN_TIMEOUT_MS: "500",
