@@ -4,7 +4,12 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { fileURLToPath } from "node:url";
 import type { FunctionGrants } from "../runner/grants.ts";
-import { type ChildResult, Sandbox } from "../runner/sandbox.ts";
+import {
+  type ChildResult,
+  type RunningChild,
+  Sandbox,
+  type SandboxTask,
+} from "../runner/sandbox.ts";
 import { signalGroup } from "../runner/sandbox_process.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/functions/", import.meta.url));
@@ -13,6 +18,23 @@ interface Ran extends ChildResult {
   stdout: string[];
   stderr: string[];
   ms: number;
+}
+
+/** Spawn the fixture `handler` with an empty task and payload `{}`, unless `task` says otherwise. */
+function spawnFixture(
+  sandbox: Sandbox,
+  handler: string,
+  task: Partial<SandboxTask> = {},
+): RunningChild {
+  return sandbox.spawn({
+    handler,
+    file: `${FIXTURES}${handler}.ts`,
+    task: {},
+    payload: new TextEncoder().encode("{}"),
+    timeoutMs: 10_000,
+    memoryMb: 64,
+    ...task,
+  });
 }
 
 async function run(
@@ -26,9 +48,7 @@ async function run(
   const stdout: string[] = [];
   const stderr: string[] = [];
   const started = performance.now();
-  const child = sandbox.spawn({
-    handler,
-    file: `${FIXTURES}${handler}.ts`,
+  const child = spawnFixture(sandbox, handler, {
     task: {
       headers: { php_worker: handler },
       key: null,
@@ -188,14 +208,7 @@ Deno.test("a type-only import needs no read permission", async () => {
 
 Deno.test("the child's process environment is emptied", async () => {
   const sandbox = new Sandbox({ hostEnv: { SECRET_TOKEN: "s3cr3t" } });
-  const child = sandbox.spawn({
-    handler: "hangs",
-    file: `${FIXTURES}hangs.ts`,
-    task: {},
-    payload: new TextEncoder().encode("{}"),
-    timeoutMs: 10_000,
-    memoryMb: 64,
-  });
+  const child = spawnFixture(sandbox, "hangs");
   await new Promise((r) => setTimeout(r, 300));
   const environ = await Deno.readTextFile(`/proc/${child.pid}/environ`);
   child.stop("test over", true);
@@ -269,13 +282,8 @@ function processIds(
 Deno.test("a child is deno itself in its own session at the given nice value, and stopping it reaches its subprocesses", async () => {
   const sandbox = new Sandbox({ killGraceMs: 500, nice: 7 });
   const stdout: string[] = [];
-  const child = sandbox.spawn({
-    handler: "starts_sleeper",
-    file: `${FIXTURES}starts_sleeper.ts`,
-    task: {},
-    payload: new TextEncoder().encode("{}"),
+  const child = spawnFixture(sandbox, "starts_sleeper", {
     timeoutMs: 3000,
-    memoryMb: 64,
     grants: { allowRun: ["/bin/sleep"] },
     onOutput: (stream, line) => stream === "stdout" && stdout.push(line),
   });
