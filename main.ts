@@ -5,15 +5,15 @@
 import { parseArgs } from "node:util";
 import { ADMIN_COMMANDS } from "./cli/admin.ts";
 import { describeConfig, OPTIONS, resolveConfig } from "./runner/config.ts";
-import { enqueue } from "./runner/enqueue.ts";
-import { loadGrants } from "./runner/grants.ts";
-import { createKafka, createProducer } from "./runner/kafka.ts";
-import { startLocalBroker } from "./runner/local_broker.ts";
-import { logger, setUpLogging } from "./runner/logging.ts";
-import { HealthServer } from "./runner/health_server.ts";
-import { RunnerMetrics } from "./runner/metrics.ts";
+import { enqueue } from "./ops/enqueue.ts";
+import { loadGrants } from "./runner/function_config.ts";
+import { createKafka, createProducer } from "./runner/kafka/client.ts";
+import { startLocalBroker } from "./ops/local_broker.ts";
+import { logger, setUpLogging } from "./runner/report/logging.ts";
+import { HealthServer } from "./runner/report/health_server.ts";
+import { RunnerMetrics } from "./runner/report/metrics.ts";
 import { Runner } from "./runner/runner.ts";
-import { checkCanLowerPriority } from "./runner/sandbox_process.ts";
+import { checkCanLowerPriority } from "./runner/sandbox/permissions.ts";
 
 const USAGE = `task-runner: run Deno functions triggered by Kafka messages
 

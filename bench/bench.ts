@@ -14,10 +14,10 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { OPTIONS } from "../runner/config.ts";
-import { Sandbox } from "../runner/sandbox.ts";
-import { createKafka, createProducer } from "../runner/kafka.ts";
+import { Sandbox } from "../runner/sandbox/task_sandbox.ts";
+import { createKafka, createProducer } from "../runner/kafka/client.ts";
 import { benchBrokers } from "./broker.ts";
-import { functionsConfig, RunnerProcess, unique } from "../tests/integration/harness.ts";
+import { functionsConfig, RunnerProcess, unique } from "../tests/helpers/harness.ts";
 
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
 const { values } = parseArgs({

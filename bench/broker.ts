@@ -3,7 +3,7 @@
  * (started if needed). Either way KAFKA_BROKERS is set afterwards, because the runner
  * subprocesses the benches start read it.
  */
-import { startLocalBroker } from "../runner/local_broker.ts";
+import { startLocalBroker } from "../ops/local_broker.ts";
 
 /** Bootstrap servers for a bench, with KAFKA_BROKERS set for its subprocesses. */
 export async function benchBrokers(): Promise<string> {

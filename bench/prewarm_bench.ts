@@ -13,9 +13,9 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { createKafka, createProducer } from "../runner/kafka.ts";
+import { createKafka, createProducer } from "../runner/kafka/client.ts";
 import { benchBrokers } from "./broker.ts";
-import { type LogLine, RunnerProcess, unique } from "../tests/integration/harness.ts";
+import { type LogLine, RunnerProcess, unique } from "../tests/helpers/harness.ts";
 
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
 const { values } = parseArgs({

@@ -7,8 +7,8 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { type RunningChild, Sandbox, type SandboxTask } from "../runner/sandbox.ts";
-import { WarmSandboxes } from "../runner/warm_sandbox.ts";
+import { type RunningChild, Sandbox, type SandboxTask } from "../runner/sandbox/task_sandbox.ts";
+import { WarmSandboxes } from "../runner/sandbox/warm_sandbox.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

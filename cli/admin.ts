@@ -2,7 +2,7 @@
  * The admin commands' process edge: `topics`, `inspect`, `offsets`, `lag`, `replay` and `doctor`
  * parse their arguments here (with `cli/admin_command.ts`), take brokers/topic/group from the
  * runner's configuration (flags, then environment, then defaults) and print text, or JSON with
- * `--json`. The work is done in `runner/admin/` and `runner/doctor.ts`, which know nothing of
+ * `--json`. The work is done in `ops/admin/` and `ops/doctor/`, which know nothing of
  * arguments or the console.
  *
  * @example
@@ -11,11 +11,11 @@
  * ```
  * @module
  */
-import { inspectMessage } from "../runner/admin/inspect.ts";
-import { groupLag } from "../runner/admin/lag.ts";
-import { offsetsForTimestamp } from "../runner/admin/offsets.ts";
-import { listTopics } from "../runner/admin/topics.ts";
-import { runDoctor } from "../runner/doctor.ts";
+import { inspectMessage } from "../ops/admin/inspect.ts";
+import { groupLag } from "../ops/admin/lag.ts";
+import { offsetsForTimestamp } from "../ops/admin/offsets.ts";
+import { listTopics } from "../ops/admin/topics.ts";
+import { runDoctor } from "../ops/doctor/doctor.ts";
 import {
   type AdminCommand,
   adminKafka,

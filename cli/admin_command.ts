@@ -9,8 +9,8 @@ import { parseArgs } from "node:util";
 import type { Admin, Kafka } from "kafkajs";
 import { OPTIONS, resolveConfig, type RunnerConfig } from "../runner/config.ts";
 import { ConfigError } from "../runner/errors.ts";
-import { createKafka } from "../runner/kafka.ts";
-import { setUpLogging } from "../runner/logging.ts";
+import { createKafka } from "../runner/kafka/client.ts";
+import { setUpLogging } from "../runner/report/logging.ts";
 
 /** One admin command: a one-line summary and its entry point (returns the exit code). */
 export interface AdminCommand {

@@ -1,9 +1,9 @@
 /**
  * The `replay` admin command's process edge: flags to {@link ReplayOptions}, the report as text
- * or JSON. The work is done in `runner/admin/replay.ts`.
+ * or JSON. The work is done in `ops/admin/replay.ts`.
  * @module
  */
-import { checkReplayOptions, replay, type ReplayOptions } from "../runner/admin/replay.ts";
+import { checkReplayOptions, replay, type ReplayOptions } from "../ops/admin/replay.ts";
 import { ConfigError, OffsetOutOfRangeError } from "../runner/errors.ts";
 import {
   type AdminCommand,

@@ -2,12 +2,12 @@
  * Human-readable text of the admin commands' results: aligned columns, one idea per line.
  * @module
  */
-import type { InspectedMessage } from "../runner/admin/inspect.ts";
-import type { GroupLag } from "../runner/admin/lag.ts";
-import type { TimestampOffset } from "../runner/admin/offsets.ts";
-import type { ReplayedMessage, ReplayReport } from "../runner/admin/replay.ts";
-import type { TopicsReport } from "../runner/admin/topics.ts";
-import type { DoctorReport } from "../runner/doctor.ts";
+import type { InspectedMessage } from "../ops/admin/inspect.ts";
+import type { GroupLag } from "../ops/admin/lag.ts";
+import type { TimestampOffset } from "../ops/admin/offsets.ts";
+import type { ReplayedMessage, ReplayReport } from "../ops/admin/replay.ts";
+import type { TopicsReport } from "../ops/admin/topics.ts";
+import type { DoctorReport } from "../ops/doctor/doctor.ts";
 
 /** Rows as left-aligned columns separated by two spaces (trailing blanks trimmed). */
 export function columns(rows: string[][]): string {

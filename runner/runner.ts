@@ -5,28 +5,28 @@
  */
 import type { Admin, Kafka, Producer } from "kafkajs";
 import type { RunnerConfig } from "./config.ts";
-import { TaskConsumer } from "./consumer.ts";
-import { type DeliveryPolicy, deliveryPolicy } from "./delivery_policy.ts";
-import { Dispatcher, type DispatcherHooks, type Job } from "./dispatcher.ts";
+import { TaskConsumer } from "./intake/consumer.ts";
+import { type DeliveryPolicy, deliveryPolicy } from "./dispatch/delivery_policy.ts";
+import { Dispatcher, type DispatcherHooks, type Job } from "./dispatch/dispatcher.ts";
 import { SpawnError } from "./errors.ts";
-import type { GrantsTable } from "./grants.ts";
-import { createProducer, ensureTopic } from "./kafka.ts";
-import { logger } from "./logging.ts";
-import { Pool } from "./pool.ts";
-import { logPrewarmEvent, prewarmedFunctions, Prewarmer } from "./prewarm.ts";
-import { Publisher } from "./publisher.ts";
+import type { GrantsTable } from "./function_config.ts";
+import { createProducer, ensureTopic } from "./kafka/client.ts";
+import { logger } from "./report/logging.ts";
+import { Pool } from "./dispatch/concurrency_cap.ts";
+import { logPrewarmEvent, prewarmedFunctions, Prewarmer } from "./sandbox/prewarm.ts";
+import { Publisher } from "./report/publisher.ts";
 import {
   type ChildResult,
   type ProcessScope,
   type RunningChild,
   Sandbox,
   type StartedProcess,
-} from "./sandbox.ts";
-import { WarmSandboxes } from "./warm_sandbox.ts";
-import { decodeTask } from "./task_decoder.ts";
-import { contextOf, type TaskObserver, TaskReporter } from "./task_reporter.ts";
+} from "./sandbox/task_sandbox.ts";
+import { WarmSandboxes } from "./sandbox/warm_sandbox.ts";
+import { decodeTask } from "./intake/task_decoder.ts";
+import { contextOf, type TaskObserver, TaskReporter } from "./report/task_reporter.ts";
 
-export type { Outcome, TaskObserver } from "./task_reporter.ts";
+export type { Outcome, TaskObserver } from "./report/task_reporter.ts";
 
 /** The part of the configuration a runner uses. */
 export type RunnerSettings = Omit<

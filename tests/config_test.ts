@@ -1,4 +1,4 @@
-import { assertEquals } from "./assert.ts";
+import { assertEquals } from "./helpers/assert.ts";
 import assertStrict from "node:assert/strict";
 import { resolveConfig } from "../runner/config.ts";
 import { ConfigError } from "../runner/errors.ts";

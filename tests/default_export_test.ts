@@ -1,5 +1,5 @@
 import { blankCommentsAndStrings, hasDefaultExport } from "../runner/default_export.ts";
-import { assertEquals } from "./assert.ts";
+import { assertEquals } from "./helpers/assert.ts";
 
 Deno.test("hasDefaultExport: the three forms of a default export", () => {
   assertEquals(hasDefaultExport("export default function (task) {}"), true);

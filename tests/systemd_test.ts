@@ -3,7 +3,7 @@
  * systemd's own tools judge them (`systemd-analyze verify`, `systemd-analyze security`).
  * Needs systemd-analyze (systemd >= 252 for `security --offline=yes`); no running systemd.
  */
-import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { fileURLToPath } from "node:url";
 import { OPTIONS } from "../runner/config.ts";
 import { envExample } from "../systemd/env_example.ts";

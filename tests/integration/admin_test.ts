@@ -2,14 +2,21 @@
  * The admin commands against the real broker: real messages produced, real values asserted.
  */
 import { Buffer } from "node:buffer";
-import { inspectMessage } from "../../runner/admin/inspect.ts";
-import { groupLag } from "../../runner/admin/lag.ts";
-import { offsetsForTimestamp } from "../../runner/admin/offsets.ts";
-import { listTopics } from "../../runner/admin/topics.ts";
+import { inspectMessage } from "../../ops/admin/inspect.ts";
+import { groupLag } from "../../ops/admin/lag.ts";
+import { offsetsForTimestamp } from "../../ops/admin/offsets.ts";
+import { listTopics } from "../../ops/admin/topics.ts";
 import { OffsetOutOfRangeError, UnknownTopicError } from "../../runner/errors.ts";
-import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { runAdmin } from "./cli_capture.ts";
-import { brokers, createTopic, kafkaClients, kcatProduce, testKafka, unique } from "./harness.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { runAdmin } from "../helpers/cli_capture.ts";
+import {
+  brokers,
+  createTopic,
+  kafkaClients,
+  kcatProduce,
+  testKafka,
+  unique,
+} from "../helpers/harness.ts";
 
 const kafka = testKafka;
 

@@ -2,9 +2,15 @@
  * The concurrency cap under a burst, and commit-before-dispatch as the group's committed
  * offsets show it.
  */
-import { assert, assertEquals } from "../assert.ts";
-import { parseSkipSet } from "../../runner/partition_ledger.ts";
-import { functionsConfig, kafkaClients, kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { parseSkipSet } from "../../runner/intake/partition_ledger.ts";
+import {
+  functionsConfig,
+  kafkaClients,
+  kcatProduce,
+  RunnerProcess,
+  unique,
+} from "../helpers/harness.ts";
 
 Deno.test("a burst never runs more than MAX_RUNNING children at once", async () => {
   const topic = unique("cap");

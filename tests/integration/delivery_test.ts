@@ -2,9 +2,9 @@
  * Per-function delivery settings on the real broker: retries with backoff, dead letters byte
  * for byte, the result topic, and key ordering.
  */
-import { assert, assertEquals, assertMatch } from "../assert.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import type { KafkaMessage } from "kafkajs";
-import { createKafka } from "../../runner/kafka.ts";
+import { createKafka } from "../../runner/kafka/client.ts";
 import {
   brokers,
   functionsConfig,
@@ -12,7 +12,7 @@ import {
   kcatProduce,
   RunnerProcess,
   unique,
-} from "./harness.ts";
+} from "../helpers/harness.ts";
 
 /** Read `count` messages of `topic` from the beginning. */
 async function readTopic(topic: string, count: number): Promise<KafkaMessage[]> {

@@ -9,11 +9,11 @@ import {
   commitLingerCheck,
   type DoctorReport,
   runDoctor,
-} from "../../runner/doctor.ts";
-import { createKafka } from "../../runner/kafka.ts";
-import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { runAdmin } from "./cli_capture.ts";
-import { brokers, kafkaClients, ROOT, unique } from "./harness.ts";
+} from "../../ops/doctor/doctor.ts";
+import { createKafka } from "../../runner/kafka/client.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { runAdmin } from "../helpers/cli_capture.ts";
+import { brokers, kafkaClients, ROOT, unique } from "../helpers/harness.ts";
 
 const KAFKA_SH = fileURLToPath(new URL("../../broker/kafka.sh", import.meta.url));
 

@@ -2,8 +2,8 @@
  * SIGTERM drains: running tasks finish (or are killed at the drain timeout), the runner exits
  * 0, and no child process is left behind.
  */
-import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { alive, kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { alive, kcatProduce, RunnerProcess, unique } from "../helpers/harness.ts";
 
 function startedPids(runner: RunnerProcess): number[] {
   return runner.lines.filter((l) => l.message.startsWith("Started")).map((l) =>

@@ -1,9 +1,9 @@
 /**
  * Produce → handler runs → one outcome logged, against the real broker and real children.
  */
-import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { enqueue } from "../../runner/enqueue.ts";
-import { kafkaClients, kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { enqueue } from "../../ops/enqueue.ts";
+import { kafkaClients, kcatProduce, RunnerProcess, unique } from "../helpers/harness.ts";
 
 Deno.test("enqueue() API: the handler gets payload, key and headers; outcome ok", async () => {
   const topic = unique("e2e");

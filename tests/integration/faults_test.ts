@@ -3,8 +3,8 @@
  * member of a two-runner group killed. Handlers leave one marker file per run, so the counts
  * (lost, duplicated) come from what actually ran.
  */
-import { assert, assertEquals } from "../assert.ts";
-import { FIXTURES, kafkaClients, ROOT, RunnerProcess, unique } from "./harness.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { FIXTURES, kafkaClients, ROOT, RunnerProcess, unique } from "../helpers/harness.ts";
 
 interface Burst {
   topic: string;

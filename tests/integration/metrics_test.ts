@@ -1,8 +1,8 @@
 /**
  * /metrics, /healthz and /readyz of a running runner move with real tasks.
  */
-import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { kcatProduce, RunnerProcess, unique } from "../helpers/harness.ts";
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -2,8 +2,8 @@
  * Every kind of ending, through the runner: failures, timeouts, OOM, and each rejection.
  * The runner keeps going after all of them.
  */
-import { assertEquals, assertMatch } from "../assert.ts";
-import { kcatProduce, RunnerProcess, unique } from "./harness.ts";
+import { assertEquals, assertMatch } from "../helpers/assert.ts";
+import { kcatProduce, RunnerProcess, unique } from "../helpers/harness.ts";
 
 Deno.test("failed, timeout and out-of-memory outcomes, then the runner goes on", async () => {
   const topic = unique("fail");

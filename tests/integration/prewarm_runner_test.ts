@@ -2,7 +2,7 @@
  * Prewarmed sandboxes through the runner (PREWARM=2, and a per-function `prewarm`): tasks run
  * ok in children started before them, and SIGTERM leaves no process behind.
  */
-import { assert, assertEquals } from "../assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import {
   alive,
   functionsConfig,
@@ -10,7 +10,7 @@ import {
   type LogLine,
   RunnerProcess,
   unique,
-} from "./harness.ts";
+} from "../helpers/harness.ts";
 
 /** Pids of the "Started …" or "Prewarmed …" lines of `handler` (one line per process). */
 const pidsOf = (runner: RunnerProcess, what: "Started" | "Prewarmed", handler: string) =>

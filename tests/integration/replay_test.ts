@@ -4,12 +4,12 @@
  */
 import { Buffer } from "node:buffer";
 import type { Admin, IHeaders, KafkaMessage, Message, Producer } from "kafkajs";
-import { readRanges } from "../../runner/admin/range_reader.ts";
-import { replay, REPLAYED_FROM_HEADER } from "../../runner/admin/replay.ts";
-import { DEAD_LETTER_HEADERS, Publisher } from "../../runner/publisher.ts";
-import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { runAdmin } from "./cli_capture.ts";
-import { createTopic, kafkaClients, testKafka, unique } from "./harness.ts";
+import { readRanges } from "../../ops/admin/range_reader.ts";
+import { replay, REPLAYED_FROM_HEADER } from "../../ops/admin/replay.ts";
+import { DEAD_LETTER_HEADERS, Publisher } from "../../runner/report/publisher.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { runAdmin } from "../helpers/cli_capture.ts";
+import { createTopic, kafkaClients, testKafka, unique } from "../helpers/harness.ts";
 
 const kafka = testKafka;
 

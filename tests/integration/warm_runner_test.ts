@@ -2,8 +2,8 @@
  * `isolation: "function"` through the runner: warm processes serve many tasks, outcomes and
  * drain behave as in task mode, and nothing is left behind.
  */
-import { assert, assertEquals, assertMatch } from "../assert.ts";
-import { alive, functionsConfig, kafkaClients, RunnerProcess, unique } from "./harness.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { alive, functionsConfig, kafkaClients, RunnerProcess, unique } from "../helpers/harness.ts";
 
 Deno.test("function isolation: one warm process serves many tasks; drain leaves none", async () => {
   const topic = unique("warm");

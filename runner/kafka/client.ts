@@ -1,0 +1,75 @@
+/**
+ * The one module that talks to kafkajs: client creation, log routing, topic set-up.
+ * @module
+ */
+import { type Admin, Kafka, logLevel, Partitioners, type Producer } from "kafkajs";
+import { logger } from "../report/logging.ts";
+
+/** Options of {@link createKafka}. */
+export interface KafkaOptions {
+  /** Bootstrap servers (`host:port`). */
+  brokers: string[];
+  /** Client id shown in broker logs. @default "task-runner" */
+  clientId?: string;
+  /** Time allowed for a TCP connection to a broker, in ms. @default 3000 */
+  connectionTimeout?: number;
+  /** Time allowed for a broker to answer one request, in ms. @default 30000 */
+  requestTimeout?: number;
+  /**
+   * Retries of a failed operation; diagnostics use 0 so that an unreachable broker is reported
+   * in seconds instead of after minutes of back-off. @default 8
+   */
+  retries?: number;
+}
+
+const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
+  [logLevel.ERROR]: "error",
+  [logLevel.WARN]: "warn",
+  [logLevel.INFO]: "info",
+  [logLevel.DEBUG]: "debug",
+};
+
+/** A kafkajs client whose logs go to LogTape under `task-runner.kafka`. */
+export function createKafka(options: KafkaOptions): Kafka {
+  const log = logger("kafka");
+  return new Kafka({
+    clientId: options.clientId ?? "task-runner",
+    brokers: options.brokers,
+    connectionTimeout: options.connectionTimeout ?? 3000,
+    requestTimeout: options.requestTimeout ?? 30_000,
+    retry: { retries: options.retries ?? 8, initialRetryTime: 100, maxRetryTime: 5000 },
+    logLevel: logLevel.INFO,
+    logCreator: () => ({ namespace, level, log: entry }) => {
+      const { message, ...rest } = entry;
+      const method = LEVELS[level] ?? "info";
+      // kafkajs reports a handled, retried condition at ERROR; keep it visible but honest.
+      log[method === "warn" ? "warn" : method](`${namespace}: ${message}`, rest);
+    },
+  });
+}
+
+/** A producer with the default (murmur2, Java-compatible) partitioner. */
+export function createProducer(kafka: Kafka): Producer {
+  return kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+}
+
+/**
+ * Make sure `topic` exists, creating it with `partitions` partitions if needed.
+ *
+ * The PHP daemon's consumer, started before its topic existed, never received data; creating
+ * the topic before subscribing removes that trap whatever the broker's auto-create setting.
+ * Returns true when the topic was created now.
+ */
+export async function ensureTopic(
+  admin: Admin,
+  topic: string,
+  partitions: number,
+): Promise<boolean> {
+  const existing = await admin.listTopics();
+  if (existing.includes(topic)) return false;
+  // createTopics resolves false when another client created it first: that is fine too.
+  return await admin.createTopics({
+    waitForLeaders: true,
+    topics: [{ topic, numPartitions: partitions }],
+  });
+}

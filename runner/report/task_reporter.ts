@@ -1,0 +1,177 @@
+/**
+ * How tasks end, in the log and on Kafka: one outcome line per task, results and dead
+ * letters published first, and the lines for retries, skips and hand-overs.
+ * @module
+ */
+import type { DispatcherHooks, Job, Rejected } from "../dispatch/dispatcher.ts";
+import { logger } from "./logging.ts";
+import type { DeadLetterReason, Origin, Publisher } from "./publisher.ts";
+import type { ChildResult } from "../sandbox/task_sandbox.ts";
+
+/** Final outcome of a task, as logged. */
+export type Outcome = "ok" | "failed" | "timeout" | "rejected";
+
+/** Told of every final outcome and spawn failure (metrics use it). */
+export interface TaskObserver {
+  taskEnded(handler: string | null, outcome: Outcome, durationMs: number): void;
+  spawnFailed(handler: string): void;
+}
+
+/** Where a task came from and which handler it named, for log lines. */
+export interface TaskContext {
+  handler: string | null;
+  topic: string;
+  partition: number;
+  offset: string;
+}
+
+/** The context of a job. */
+export const contextOf = (job: Job): TaskContext => ({
+  handler: job.task.handler,
+  topic: job.topic,
+  partition: job.partition,
+  offset: job.message.offset,
+});
+
+/** The reporting half of the dispatcher's hooks. */
+export type ReportingHooks = Pick<
+  DispatcherHooks,
+  "finish" | "reject" | "retrying" | "skipped" | "handedOver"
+>;
+
+/** Reports task endings. */
+export class TaskReporter implements ReportingHooks {
+  readonly #publisher: Publisher;
+  readonly #handlerHeader: string;
+  readonly #observer: TaskObserver | undefined;
+  readonly #log = logger("task");
+
+  /**
+   * @param publisher produces results and dead letters.
+   * @param handlerHeader the header naming the handler (for rejected messages).
+   * @param observer told of each outcome (metrics). @default none
+   */
+  constructor(publisher: Publisher, handlerHeader: string, observer?: TaskObserver) {
+    this.#publisher = publisher;
+    this.#handlerHeader = handlerHeader;
+    this.#observer = observer;
+  }
+
+  /** A job's final outcome: publish its result or dead letter, then log it. Never throws. */
+  async finish(job: Job, result: ChildResult): Promise<void> {
+    const extra: Record<string, unknown> = {
+      exitCode: result.code,
+      signal: result.signal,
+      attempts: job.attempt,
+    };
+    let reason = result.reason;
+    if (result.droppedBytes > 0) reason += `; ${result.droppedBytes} output bytes dropped`;
+    const origin = { topic: job.topic, partition: job.partition, message: job.message };
+    const resultTopic = job.policy.resultTopic;
+    if (result.outcome === "ok" && result.result !== undefined && resultTopic) {
+      try {
+        await this.#publisher.result(resultTopic, origin, job.task.handler, result.result);
+        extra.resultTopic = resultTopic;
+      } catch (error) {
+        reason += `; its result was not published: ${(error as Error).message}`;
+      }
+    }
+    if (result.outcome !== "ok") {
+      extra.deadLetter = await this.#deadLetter(origin, {
+        outcome: result.outcome,
+        error: result.reason,
+        exitCode: result.code,
+        signal: result.signal,
+        attempts: job.attempt,
+      });
+    }
+    this.outcome(result.outcome, contextOf(job), result.durationMs ?? 0, reason, extra);
+  }
+
+  /** A rejected message: dead-letter it, then log it. Never throws. */
+  async reject({ topic, partition, message, error }: Rejected): Promise<void> {
+    const header = message.headers?.[this.#handlerHeader];
+    const context = {
+      handler: header === undefined ? null : String(header).slice(0, 120),
+      topic,
+      partition,
+      offset: message.offset,
+    };
+    const deadLetter = await this.#deadLetter(
+      { topic, partition, message },
+      { outcome: "rejected", error: error.message, attempts: 0 },
+    );
+    this.outcome("rejected", context, 0, error.message, { deadLetter });
+  }
+
+  /** An attempt that failed and will be retried (after `delayMs`, or by the next run). */
+  retrying(job: Job, result: ChildResult, delayMs: number | null): void {
+    this.#log.info(
+      "Attempt {attempt} of {attempts} {attemptOutcome}: {reason}; " +
+        (delayMs === null ? "left for the next run" : "retrying in {delayMs} ms"),
+      {
+        ...contextOf(job),
+        attempt: job.attempt,
+        attempts: job.policy.attempts,
+        attemptOutcome: result.outcome,
+        reason: result.reason,
+        delayMs,
+      },
+    );
+  }
+
+  /** An offset an earlier owner had handled. */
+  skipped(topic: string, partition: number, offset: string, started: boolean): void {
+    const props = { topic, partition, offset };
+    if (started) {
+      this.#log.warn(
+        "Skipped {topic}/{partition}@{offset}: an earlier run started it and stopped " +
+          "before its end was committed (at-most-once: not run again)",
+        props,
+      );
+    } else this.#log.debug("Skipped {topic}/{partition}@{offset}: already done", props);
+  }
+
+  /** Jobs left to another member or the next run. */
+  handedOver(jobs: Job[], why: string): void {
+    for (const job of jobs) {
+      this.#log.info("Not run here: {why}: {handler} {topic}/{partition}@{offset}", {
+        ...contextOf(job),
+        why,
+      });
+    }
+  }
+
+  /** The one outcome line of a task. */
+  outcome(
+    outcome: Outcome,
+    context: TaskContext,
+    durationMs: number,
+    reason: string,
+    extra: Record<string, unknown> = {},
+  ): void {
+    this.#observer?.taskEnded(context.handler, outcome, durationMs);
+    const props = { outcome, ...context, durationMs: Math.round(durationMs), reason, ...extra };
+    const message =
+      "Task {outcome}: {handler} {topic}/{partition}@{offset} in {durationMs} ms: {reason}";
+    if (outcome === "ok") this.#log.info(message, props);
+    else this.#log.warn(message, props);
+  }
+
+  /** Dead-letter a message if a topic is set; returns the topic, or null. Never throws. */
+  async #deadLetter(origin: Origin, why: DeadLetterReason): Promise<string | null> {
+    try {
+      return (await this.#publisher.deadLetter(origin, why))
+        ? this.#publisher.deadLetterTopic
+        : null;
+    } catch (error) {
+      this.#log.error("Dead letter for {topic}/{partition}@{offset} not produced: {error}", {
+        topic: origin.topic,
+        partition: origin.partition,
+        offset: origin.message.offset,
+        error: (error as Error).message,
+      });
+      return null;
+    }
+  }
+}

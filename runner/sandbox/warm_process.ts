@@ -1,0 +1,385 @@
+/**
+ * One warm sandbox process: a restricted `deno run` of `warm_loader.ts` that serves many tasks
+ * of one function over the framed protocol described there. It parses the frames, keeps each
+ * task's timeout and output budget, and turns every way a task can end into a
+ * {@link ChildResult}. Where tasks go and when to recycle is `warm_sandbox.ts`'s job.
+ * @module
+ */
+import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:url";
+import { describeExit } from "./exit_words.ts";
+import { pumpLines } from "./output_lines.ts";
+import {
+  describeWarmExit,
+  encodeHandshake,
+  encodeTask,
+  MAX_RESULT_BYTES,
+  newNonce,
+  parseFrame,
+  utf8Length,
+} from "./warm_protocol.ts";
+import { type ChildResult, type RunningChild, type SandboxTask } from "./task_sandbox.ts";
+import { sandboxArgs, sandboxEnv, signalGroup, spawnSandboxed } from "./permissions.ts";
+
+/** Why a warm process stopped taking tasks. */
+export type RecycleReason =
+  | "maxTasks"
+  | "maxAge"
+  | "heap"
+  | "fileChanged"
+  | "timeout"
+  | "crash"
+  | "stopped"
+  | "idle";
+
+/** A line a warm process printed outside of any running task (see `warm_loader.ts`). */
+export interface SandboxOutput {
+  /** The function the process serves. */
+  handler: string;
+  /** The warm process. */
+  pid: number;
+  /** `stdout`: direct writes; `stderr`: direct writes and the loader's fatal lines. */
+  stream: "stdout" | "stderr";
+  line: string;
+  /** The line was cut at `maxLineBytes`. */
+  truncated: boolean;
+}
+
+/** What a {@link WarmProcess} needs, resolved by `WarmSandboxes`. */
+export interface WarmProcessSettings {
+  deno: string;
+  /** `setsid` for a new session, or null for Deno's `detached` (see `spawnSandboxed`). */
+  setsid: string | null;
+  /** Nice value to lower the process to (0: leave it). */
+  nice: number;
+  denoDir: string | undefined;
+  hostEnv: Readonly<Record<string, string>>;
+  killGraceMs: number;
+  concurrency: number;
+  maxTasks: number;
+  maxHeapBytes: number;
+  idleTimeoutMs: number;
+  maxLineBytes: number;
+  maxTotalBytes: number;
+  /** Version of the handler file the process was started for. */
+  version: string;
+  onSandboxOutput: ((output: SandboxOutput) => void) | undefined;
+  /** Called once when the process stops taking tasks, with why (not when closed). */
+  onRetire: (process: WarmProcess, reason: RecycleReason) => void;
+}
+
+interface InFlight {
+  id: number;
+  task: SandboxTask;
+  resolve: (result: ChildResult) => void;
+  timer: ReturnType<typeof setTimeout>;
+  passed: { stdout: number; stderr: number };
+  dropped: number;
+  /** Set when this task was stopped or timed out: that decides its outcome. */
+  stop: { outcome: "failed" | "timeout"; why: string } | null;
+}
+
+const LOADER = fromFileUrl(new URL("./child/warm_loader.ts", import.meta.url));
+
+/** A running warm sandbox process. Create it through `WarmSandboxes`. */
+export class WarmProcess {
+  readonly pid: number;
+  readonly handler: string;
+  readonly version: string;
+  readonly startedAt = Date.now();
+  /** Settles when the process has exited and its output has been read. Never rejects. */
+  readonly exited: Promise<void>;
+  #served = 0;
+  #nextId = 0;
+  readonly #settings: WarmProcessSettings;
+  readonly #allowRun: boolean;
+  readonly #nonce: string;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #inFlight = new Map<number, InFlight>();
+  readonly #fatal: string[] = [];
+  /** Bytes of stderr lines that were no frame (stdout's budget is kept by pumpLines). */
+  #sandboxStderrBytes = 0;
+  #retired: RecycleReason | "closed" | null = null;
+  #gone = false;
+  #inputEnded = false;
+  #killCause: string | null = null;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #killTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Start the process for tasks like `task`. @throws {SpawnError} if it cannot start. */
+  constructor(task: SandboxTask, settings: WarmProcessSettings) {
+    this.#settings = settings;
+    this.handler = task.handler;
+    this.version = settings.version;
+    this.#allowRun = (task.grants?.allowRun?.length ?? 0) > 0;
+    const process = spawnSandboxed({
+      deno: settings.deno,
+      args: sandboxArgs(task, LOADER),
+      env: sandboxEnv(task, settings),
+      what: `warm handler ${task.handler}`,
+      setsid: settings.setsid,
+      nice: settings.nice,
+    });
+    this.pid = process.pid;
+    this.#nonce = newNonce();
+    this.#writer = process.stdin.getWriter();
+    this.#write(encodeHandshake({
+      nonce: this.#nonce,
+      handler: task.handler,
+      url: toFileUrl(task.file).href,
+      concurrency: settings.concurrency,
+      maxLineBytes: settings.maxLineBytes,
+      maxResultBytes: MAX_RESULT_BYTES,
+    }));
+    const status = process.status.then((s) => {
+      this.#gone = true;
+      if (this.#allowRun) this.#signal("SIGKILL"); // leftovers of granted subprocesses
+      return s;
+    });
+    const limits = { maxLineBytes: settings.maxLineBytes, maxTotalBytes: settings.maxTotalBytes };
+    this.exited = Promise.all([
+      pumpLines(process.stdout, (l, t) => this.#sandboxLine("stdout", l, t), limits),
+      pumpLines(process.stderr, (l, t) => this.#onStderr(l, t), {
+        maxLineBytes: MAX_RESULT_BYTES + 128,
+        maxTotalBytes: Infinity,
+      }),
+      status,
+    ]).then(([, , s]) => this.#ended(s));
+  }
+
+  /** Tasks running now. */
+  get load(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Tasks sent to this process so far. */
+  get served(): number {
+    return this.#served;
+  }
+
+  /** True while the process takes new tasks. */
+  get accepting(): boolean {
+    return this.#retired === null && !this.#gone;
+  }
+
+  /** Send `task` to the process. Only call when {@link accepting} and below the concurrency. */
+  run(task: SandboxTask): RunningChild {
+    clearTimeout(this.#idleTimer);
+    const id = ++this.#nextId;
+    this.#served++;
+    this.#write(encodeTask(id, task));
+    const { promise, resolve } = Promise.withResolvers<ChildResult>();
+    const entry: InFlight = {
+      id,
+      task,
+      resolve,
+      timer: setTimeout(() => this.#timedOut(entry), task.timeoutMs),
+      passed: { stdout: 0, stderr: 0 },
+      dropped: 0,
+      stop: null,
+    };
+    this.#inFlight.set(id, entry);
+    if (this.#served >= this.#settings.maxTasks) this.retire("maxTasks");
+    return {
+      pid: this.pid,
+      done: promise,
+      stop: (why, force = false) => this.#stopTask(entry, why, force),
+    };
+  }
+
+  /** Take no more tasks; the process ends once the tasks it runs have ended. */
+  retire(reason: RecycleReason): void {
+    if (this.#retired !== null || this.#gone) return;
+    this.#retired = reason;
+    clearTimeout(this.#idleTimer);
+    this.#settings.onRetire(this, reason);
+    if (this.#inFlight.size === 0) this.#endInput();
+  }
+
+  /**
+   * End the process now: close its stdin (the loader exits at once, failing what it runs),
+   * then SIGTERM and SIGKILL if it lingers. Resolves when it has exited.
+   */
+  close(): Promise<void> {
+    if (this.#retired === null) this.#retired = "closed";
+    clearTimeout(this.#idleTimer);
+    this.#endInput();
+    return this.exited;
+  }
+
+  #write(bytes: Uint8Array): void {
+    // A failed write means the process is gone; its exit status tells the tasks why.
+    this.#writer.write(bytes).catch(() => {});
+  }
+
+  #signal(signal: Deno.Signal): void {
+    signalGroup(this.pid, signal, !this.#gone);
+  }
+
+  /** SIGTERM to the group now, SIGKILL after the grace. */
+  #terminate(): void {
+    if (this.#gone) return;
+    this.#signal("SIGTERM");
+    clearTimeout(this.#killTimer);
+    this.#killTimer = setTimeout(() => this.#signal("SIGKILL"), this.#settings.killGraceMs);
+  }
+
+  #kill(cause: string): void {
+    if (this.#killCause !== null) return;
+    this.#killCause = cause;
+    this.#terminate();
+  }
+
+  #endInput(): void {
+    if (this.#inputEnded) return;
+    this.#inputEnded = true;
+    this.#writer.close().catch(() => {});
+    // The loader exits on end of input; if a stuck callback keeps it from reading, escalate.
+    if (this.#killCause === null && !this.#gone) {
+      this.#killTimer = setTimeout(() => this.#terminate(), this.#settings.killGraceMs);
+    }
+  }
+
+  #timedOut(entry: InFlight): void {
+    if (!this.#inFlight.has(entry.id) || entry.stop) return;
+    entry.stop = { outcome: "timeout", why: `after timeout ${entry.task.timeoutMs} ms` };
+    // A stuck handler cannot be cancelled inside the process: the whole process goes.
+    this.retire("timeout");
+    this.#kill(`another task's timeout after ${entry.task.timeoutMs} ms`);
+  }
+
+  #stopTask(entry: InFlight, why: string, force: boolean): void {
+    if (!this.#inFlight.has(entry.id)) return;
+    entry.stop ??= { outcome: "failed", why };
+    this.retire("stopped");
+    this.#kill(`stopping another task (${why})`);
+    if (force) this.#signal("SIGKILL");
+  }
+
+  #settle(entry: InFlight, result: Omit<ChildResult, "droppedBytes">): void {
+    clearTimeout(entry.timer);
+    this.#inFlight.delete(entry.id);
+    entry.resolve({ ...result, droppedBytes: entry.dropped });
+    if (this.#inFlight.size > 0 || this.#gone) return;
+    if (this.#retired !== null) {
+      this.#endInput();
+    } else {
+      this.#idleTimer = setTimeout(() => this.retire("idle"), this.#settings.idleTimeoutMs);
+    }
+  }
+
+  #onStderr(line: string, truncated: boolean): void {
+    const parsed = parseFrame(line, this.#nonce);
+    if (!parsed) return this.#sandboxLine("stderr", line, truncated);
+    const { before, frame } = parsed;
+    if (before) this.#sandboxLine("stderr", before, false);
+    if (frame.kind === "o" || frame.kind === "e") {
+      const stream = frame.kind === "o" ? "stdout" : "stderr";
+      this.#taskLine(frame.id, stream, frame.text, frame.n, truncated);
+    } else if (frame.kind === "r") {
+      this.#result(frame.id, truncated ? 67 : frame.n, frame.text); // cut: not JSON any more
+    } else if (frame.kind === "f") {
+      this.#fatal.push(frame.text);
+    } else {
+      this.#sandboxLine("stderr", line.slice(before.length), truncated);
+    }
+  }
+
+  #taskLine(
+    id: number,
+    stream: "stdout" | "stderr",
+    text: string,
+    cut: number,
+    truncated: boolean,
+  ): void {
+    const entry = this.#inFlight.get(id);
+    // Output of no running task: printed at import time, or by a callback that outlived its task.
+    if (!entry) return this.#sandboxLine(stream, text, cut > 0 || truncated);
+    const max = this.#settings.maxLineBytes;
+    const line = text.length > max ? text.slice(0, max) : text;
+    const bytes = utf8Length(line) + 1;
+    if (entry.passed[stream] + bytes <= this.#settings.maxTotalBytes) {
+      entry.passed[stream] += bytes;
+      entry.dropped += cut;
+      entry.task.onOutput?.(stream, line, cut > 0 || truncated || line !== text);
+    } else {
+      entry.dropped += bytes + cut;
+    }
+  }
+
+  #sandboxLine(stream: "stdout" | "stderr", line: string, truncated: boolean): void {
+    if (stream === "stderr") {
+      this.#sandboxStderrBytes += utf8Length(line) + 1;
+      if (this.#sandboxStderrBytes > this.#settings.maxTotalBytes) return;
+    }
+    this.#settings.onSandboxOutput?.({
+      handler: this.handler,
+      pid: this.pid,
+      stream,
+      line,
+      truncated,
+    });
+  }
+
+  #result(id: number, status: number, text: string): void {
+    const entry = this.#inFlight.get(id);
+    // A stopped or timed-out task ends with the process, whatever it reports meanwhile.
+    if (!entry || entry.stop) return;
+    const space = text.indexOf(" ");
+    const heapUsed = Number(space === -1 ? text : text.slice(0, space));
+    if (heapUsed > this.#settings.maxHeapBytes) this.retire("heap");
+    const base = { signal: null, code: status };
+    if (status === 0) {
+      const result = space === -1 ? undefined : text.slice(space + 1);
+      this.#settle(entry, {
+        ...base,
+        outcome: "ok",
+        reason: `returned (warm pid ${this.pid})`,
+        result,
+      });
+    } else if (status === 67) {
+      this.#settle(entry, {
+        ...base,
+        outcome: "failed",
+        reason: "the handler returned a value that is not JSON (see its stderr)",
+      });
+    } else {
+      this.#settle(entry, { ...base, outcome: "failed", reason: "handler threw (see its stderr)" });
+    }
+  }
+
+  #ended(status: Deno.CommandStatus): void {
+    this.#gone = true;
+    clearTimeout(this.#idleTimer);
+    clearTimeout(this.#killTimer);
+    this.#writer.close().catch(() => {});
+    if (this.#retired === null) {
+      this.#retired = "crash";
+      this.#settings.onRetire(this, "crash");
+    }
+    const { code, signal } = status;
+    const how = signal ? `killed by ${signal}` : describeExit(code, null);
+    const n = this.#inFlight.size;
+    const where = `warm sandbox pid ${this.pid}`;
+    if (n === 0) {
+      for (const line of this.#fatal) this.#sandboxLine("stderr", line, false);
+    }
+    for (const entry of [...this.#inFlight.values()]) {
+      for (const line of this.#fatal) entry.task.onOutput?.("stderr", line, false);
+      let outcome: ChildResult["outcome"] = "failed";
+      let reason: string;
+      if (entry.stop) {
+        outcome = entry.stop.outcome;
+        reason = `${how} ${entry.stop.why}`;
+      } else if (this.#killCause !== null) {
+        reason = `${how}: collateral of ${this.#killCause} (${where})`;
+      } else if (this.#retired === "closed") {
+        reason = `${how}: the warm sandboxes were closed while the task ran (${where})`;
+      } else {
+        reason = `${describeWarmExit(code, signal)}; ${where} ended with ${n} task${
+          n === 1 ? "" : "s"
+        } in flight`;
+      }
+      this.#settle(entry, { outcome, reason, code, signal });
+    }
+  }
+}

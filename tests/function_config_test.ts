@@ -1,0 +1,55 @@
+import { assertEquals } from "./helpers/assert.ts";
+import assertStrict from "node:assert/strict";
+import { loadGrants, parseGrants } from "../runner/function_config.ts";
+import { FunctionsConfigError } from "../runner/errors.ts";
+
+Deno.test("valid grants are kept per function", () => {
+  const table = parseGrants({
+    functions: { hook: { allowNet: ["127.0.0.1:8080"], timeoutMs: 1000, env: { A: "b" } } },
+  }, "f.json");
+  assertEquals(table.get("hook"), {
+    allowNet: ["127.0.0.1:8080"],
+    timeoutMs: 1000,
+    env: { A: "b" },
+  });
+  assertEquals(table.get("other"), undefined);
+  assertEquals(parseGrants({ functions: { a: { prewarm: 2 } } }, "f.json").get("a"), {
+    prewarm: 2,
+  });
+});
+
+Deno.test("invalid grants are refused, naming the file, function and field", () => {
+  const cases: Array<[unknown, RegExp]> = [
+    [[], /f\.json: the top level must be an object/],
+    [{ function: {} }, /key "function" must be absent/],
+    [{ functions: { "bad-name": {} } }, /the name "bad-name" must be a match/],
+    [{ functions: { a: { allowNet: "x" } } }, /functions\.a\.allowNet must be an array/],
+    [
+      { functions: { a: { allowRead: ["relative/path"] } } },
+      /functions\.a\.allowRead must be a list of absolute paths/,
+    ],
+    [{ functions: { a: { allowAll: true } } }, /functions\.a\.allowAll must be one of/],
+    [{ functions: { a: { timeoutMs: 0 } } }, /functions\.a\.timeoutMs must be an integer from 1/],
+    [{ functions: { a: { allowNet: ["a,b"] } } }, /without commas/],
+    [{ functions: { a: { prewarm: -1 } } }, /functions\.a\.prewarm must be an integer from 0/],
+    [{ functions: { a: { prewarm: 1.5 } } }, /functions\.a\.prewarm must be an integer from 0/],
+    [
+      { functions: { a: { isolation: "function", prewarm: 2 } } },
+      /functions\.a\.prewarm must be 0 or absent with isolation "function"/,
+    ],
+  ];
+  for (const [content, message] of cases) {
+    assertStrict.throws(
+      () => parseGrants(content, "f.json"),
+      (e: Error) => e instanceof FunctionsConfigError && message.test(e.message),
+    );
+  }
+});
+
+Deno.test("a missing file means no grants; a broken file is an error", async () => {
+  assertEquals((await loadGrants("/nonexistent/functions.json")).size, 0);
+  const path = await Deno.makeTempFile();
+  await Deno.writeTextFile(path, "{oops");
+  await assertStrict.rejects(loadGrants(path), /is not valid JSON/);
+  await Deno.remove(path);
+});

@@ -1,0 +1,115 @@
+/**
+ * Helpers of the warm sandbox tests: send a task and collect its output; a WarmSandboxes that
+ * is always closed and leaves no process behind.
+ */
+import { assertEquals, assertMatch } from "./assert.ts";
+import { fileURLToPath } from "node:url";
+import type { FunctionGrants } from "../../runner/function_config.ts";
+import type { ChildResult } from "../../runner/sandbox/task_sandbox.ts";
+import { WarmSandboxes, type WarmSandboxesOptions } from "../../runner/sandbox/warm_sandbox.ts";
+
+export const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
+const ENCODER = new TextEncoder();
+
+/** A task's result with its pid and output. */
+export interface Ran extends ChildResult {
+  pid: number;
+  stdout: string[];
+  stderr: string[];
+}
+
+/** Where and how to send a task. */
+export interface Options {
+  file?: string;
+  grants?: FunctionGrants;
+  timeoutMs?: number;
+  memoryMb?: number;
+  /** Every output line of every task, in arrival order, as `stream line`. */
+  all?: string[];
+}
+
+/** Send one task; resolves with its result and its own output. */
+export function send(
+  warm: WarmSandboxes,
+  handler: string,
+  payload: unknown = {},
+  options: Options = {},
+): { pid: number; ran: Promise<Ran>; stop: (why: string) => void } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const child = warm.spawn({
+    handler,
+    file: options.file ?? `${FIXTURES}${handler}.ts`,
+    task: { headers: { php_worker: handler }, key: null, topic: "t", partition: 0, offset: "7" },
+    payload: ENCODER.encode(JSON.stringify(payload)),
+    timeoutMs: options.timeoutMs ?? 15_000,
+    memoryMb: options.memoryMb ?? 64,
+    grants: options.grants,
+    onOutput: (stream, line) => {
+      (stream === "stdout" ? stdout : stderr).push(line);
+      options.all?.push(`${stream} ${line}`);
+    },
+  });
+  return {
+    pid: child.pid,
+    ran: child.done.then((r) => ({ ...r, pid: child.pid, stdout, stderr })),
+    stop: (why) => child.stop(why),
+  };
+}
+
+/** Send one task and wait for its result. */
+export const run = (warm: WarmSandboxes, handler: string, payload: unknown = {}, o: Options = {}) =>
+  send(warm, handler, payload, o).ran;
+
+/** A WarmSandboxes for the test body, always closed, with no process left behind. */
+export async function withWarm(
+  options: WarmSandboxesOptions,
+  body: (warm: WarmSandboxes, pids: Set<number>) => Promise<void>,
+): Promise<void> {
+  const warm = new WarmSandboxes({
+    killGraceMs: 500,
+    hostEnv: { SECRET_TOKEN: "s3cr3t" },
+    ...options,
+  });
+  const pids = new Set<number>();
+  const spawn = warm.spawn.bind(warm);
+  warm.spawn = (task) => {
+    const child = spawn(task);
+    pids.add(child.pid);
+    return child;
+  };
+  try {
+    await body(warm, pids);
+  } finally {
+    await warm.close();
+  }
+  assertEquals(warm.stats().processes, 0);
+  for (const pid of pids) assertEquals(alive(pid), false, `pid ${pid} is still alive`);
+}
+
+/** True while `pid` runs: /proc has it and it is no zombie (a parent may not have reaped it). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** The task failed with `what` on its stderr. */
+export function assertDenied(r: Ran, what: RegExp) {
+  assertEquals(r.outcome, "failed", `expected a failure, got ${r.outcome}: ${r.stdout.join("\n")}`);
+  assertMatch(r.stderr.join("\n"), what);
+}
+
+/** Poll until `condition` holds (at most ~2 s); whether it does. */
+export async function until(condition: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 100 && !condition(); i++) await new Promise((r) => setTimeout(r, 20));
+  return condition();
+}
+
+/** Poll /proc until `pid` is gone (at most ~2 s). */
+export function gone(pid: number): Promise<boolean> {
+  return until(() => !alive(pid));
+}
