@@ -1,10 +1,16 @@
 /**
- * The concurrency cap: counts live children and idle prewarmed children, and says when a slot
- * frees.
+ * The concurrency cap (`MAX_RUNNING`): slots for live tasks and for idle prewarmed children,
+ * and a signal when one frees.
  * @module
  */
 
-/** A slot held by an idle prewarmed child (see {@link Pool.reserve}). */
+/** A slot held by a live task. */
+export interface Slot {
+  /** Give the slot back. Idempotent: a second call does nothing. */
+  release(): void;
+}
+
+/** A slot held by an idle prewarmed child (see {@link ConcurrencyCap.reserve}). */
 export interface Reservation {
   /** Give the slot back: a task took the child, or the child ended. Idempotent. */
   release(): void;
@@ -13,28 +19,27 @@ export interface Reservation {
 /**
  * Holds at most `capacity` slots: one per live task, one per idle prewarmed child
  * (`running + reserved <= capacity`). Reservations never hold back a task: a task that finds
- * the pool full takes the slot of the longest-reserved idle child, which is evicted.
+ * the cap full takes the slot of the longest-reserved idle child, which is evicted.
  */
-export class Pool {
+export class ConcurrencyCap {
   readonly capacity: number;
   #running = 0;
-  #peak = 0;
   /** Reservations and how to evict their child, oldest first. */
   readonly #reserved = new Map<Reservation, () => void>();
-  #onFree = new Set<() => void>();
-  #idle: { promise: Promise<void>; resolve: () => void } | null = null;
+  readonly #onFree = new Set<() => void>();
+  #idle: PromiseWithResolvers<void> | null = null;
 
   /** @param capacity the cap (MAX_RUNNING), a positive integer. */
   constructor(capacity: number) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) {
       throw new RangeError(
-        `Cannot create pool: "capacity" must be a positive integer, got ${capacity}`,
+        `Cannot create the concurrency cap: "capacity" must be a positive integer, got ${capacity}`,
       );
     }
     this.capacity = capacity;
   }
 
-  /** Live children right now. */
+  /** Slots held by live tasks right now. */
   get running(): number {
     return this.#running;
   }
@@ -44,11 +49,6 @@ export class Pool {
     return this.#reserved.size;
   }
 
-  /** Highest number of live children seen since start. */
-  get peak(): number {
-    return this.#peak;
-  }
-
   /** Free slots right now (neither running nor reserved). */
   get free(): number {
     return this.capacity - this.#running - this.#reserved.size;
@@ -56,31 +56,31 @@ export class Pool {
 
   /**
    * Take a slot for a task. When none is free but an idle prewarmed child holds one, that
-   * child is evicted (the oldest reservation) and its slot taken: false only when every slot
+   * child is evicted (the oldest reservation) and its slot taken: null only when every slot
    * runs a task.
    */
-  tryAcquire(): boolean {
+  tryAcquire(): Slot | null {
     if (this.free <= 0) {
       const oldest = this.#reserved.entries().next();
-      if (oldest.done) return false;
+      if (oldest.done) return null;
       const [reservation, evict] = oldest.value;
       this.#reserved.delete(reservation);
       evict();
     }
     this.#running++;
-    if (this.#running > this.#peak) this.#peak = this.#running;
-    return true;
-  }
-
-  /** Give a slot back; listeners registered with {@link onSlotFree} are told. */
-  release(): void {
-    if (this.#running === 0) throw new Error("Pool.release() called with no slot taken");
-    this.#running--;
-    this.#notifyFree();
-    if (this.#running === 0 && this.#idle) {
-      this.#idle.resolve();
-      this.#idle = null;
-    }
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.#running--;
+        this.#notifyFree();
+        if (this.#running === 0 && this.#idle) {
+          this.#idle.resolve();
+          this.#idle = null;
+        }
+      },
+    };
   }
 
   /**
@@ -108,10 +108,7 @@ export class Pool {
   /** Resolves when no task holds a slot (reservations do not count). */
   idle(): Promise<void> {
     if (this.#running === 0) return Promise.resolve();
-    if (!this.#idle) {
-      const { promise, resolve } = Promise.withResolvers<void>();
-      this.#idle = { promise, resolve };
-    }
+    this.#idle ??= Promise.withResolvers<void>();
     return this.#idle.promise;
   }
 

@@ -1,154 +1,170 @@
 /**
  * The dispatcher: from fetched messages to started tasks, and from outcomes to commits.
  *
- * It holds the cap (a task needs a slot only while it runs), the per-partition ledgers that
- * decide what may be committed, the tasks waiting for their key or for a retry (they hold no
- * slot), and the commit order: an at-most-once task is committed before it starts, an
- * at-least-once task once it reached its final outcome. A batch's processes may start while its
- * commit is on its way (`prepare`); their tasks reach them only after it (`execute`).
+ * It takes a slot of the cap for each task that starts (a task needs one only while it runs),
+ * keeps a ledger per partition that decides what may be committed, holds the tasks waiting
+ * for their key or for a retry (they hold no slot), and owns the commit point: an at-most-once
+ * task is committed before it gets its task (its process may start meanwhile, see
+ * {@link Executor.prepare}), an at-least-once task once it reached its final outcome. Every
+ * start goes through one path, `#launch`.
  * @module
  */
 import type { KafkaMessage } from "kafkajs";
-import { backoffMs } from "./delivery_policy.ts";
-import type { BatchControl, DispatcherHooks, Job, Rejected } from "./job.ts";
+import { type Clock, systemClock } from "../clock.ts";
 import { TaskRejectedError } from "../errors.ts";
-import { KeyLocks } from "./key_locks.ts";
-import { parseSkipSet, PartitionLedger, type SkipSet } from "../intake/partition_ledger.ts";
-import type { Pool } from "./concurrency_cap.ts";
-import type { ChildResult } from "../sandbox/task_sandbox.ts";
+import { PartitionLedger } from "../intake/partition_ledger.ts";
+import { PartitionMap, type TopicPartition } from "../intake/topic_partition.ts";
 import type { DecodedTask } from "../intake/task_decoder.ts";
+import type { ChildResult } from "../sandbox/task_sandbox.ts";
+import type { ConcurrencyCap, Slot } from "./concurrency_cap.ts";
+import { backoffMs } from "./delivery_policy.ts";
+import type {
+  BatchControl,
+  Executor,
+  Job,
+  PartitionOffsets,
+  Rejected,
+  Reporter,
+  TaskSource,
+} from "./job.ts";
+import { KeyLocks } from "./key_locks.ts";
 
-export type { BatchControl, DispatcherHooks, Job, Rejected } from "./job.ts";
+export type * from "./job.ts";
 
 interface PartitionState {
   ledger: PartitionLedger;
-  skip: SkipSet;
   commits: Promise<void>;
+  /** Inherited offsets the last commit's metadata had no room for (reported on change). */
+  dropped: number;
 }
 
 /** Options of a {@link Dispatcher}. */
 export interface DispatcherOptions {
-  pool: Pool;
-  hooks: DispatcherHooks;
+  /** The concurrency cap: a task holds a slot from its start to its outcome. */
+  cap: ConcurrencyCap;
+  /** Decodes messages and names each handler's delivery rules. */
+  source: TaskSource;
+  /** The group's offsets (the consumer). */
+  offsets: PartitionOffsets;
+  /** Runs tasks. */
+  executor: Executor;
+  /** Hears outcomes and the other events. */
+  reporter: Reporter;
   /** Most jobs waiting for their key or a retry before fetching holds back. @default 1000 */
   maxWaiting?: number;
   /** Heartbeat interval while a batch waits. @default 3000 */
   heartbeatIntervalMs?: number;
+  /** Time and timers (backoff, heartbeats). @default the system clock */
+  clock?: Clock;
 }
 
-const tp = (topic: string, partition: number) => `${topic}\u0000${partition}`;
-
-/** See the module documentation. */
+/** Moves tasks from their partitions to their processes (see the module documentation). */
 export class Dispatcher {
-  readonly #pool: Pool;
-  readonly #hooks: DispatcherHooks;
+  readonly #cap: ConcurrencyCap;
+  readonly #source: TaskSource;
+  readonly #offsets: PartitionOffsets;
+  readonly #executor: Executor;
+  readonly #reporter: Reporter;
+  readonly #clock: Clock;
   readonly #maxWaiting: number;
   readonly #heartbeatMs: number;
-  readonly #partitions = new Map<string, PartitionState>();
+  readonly #partitions = new PartitionMap<PartitionState>();
   /** Jobs that may start as soon as a slot frees (retries due, next of a key). */
   readonly #ready: Job[] = [];
   /** Ordering by key: who holds each key, who waits behind it. */
   readonly #keys = new KeyLocks<Job>();
-  readonly #backoff = new Map<Job, ReturnType<typeof setTimeout>>();
+  readonly #backoff = new Map<Job, ReturnType<Clock["setTimeout"]>>();
   readonly #changed = new Set<() => void>();
   readonly #active = new Set<Promise<void>>();
+  /** Jobs waiting for a key or a retry (no slot held). */
   #waiting = 0;
   #blocked = 0;
   #stopping = false;
 
   constructor(options: DispatcherOptions) {
-    this.#pool = options.pool;
-    this.#hooks = options.hooks;
-    this.#maxWaiting = options.maxWaiting ?? 1000;
-    this.#heartbeatMs = options.heartbeatIntervalMs ?? 3000;
-    this.#pool.onSlotFree(() => {
-      this.#pump();
-      this.#notify();
-    });
+    const maxWaiting = options.maxWaiting ?? 1000;
+    const heartbeatMs = options.heartbeatIntervalMs ?? 3000;
+    for (
+      const [name, value] of [["maxWaiting", maxWaiting], ["heartbeatIntervalMs", heartbeatMs]]
+    ) {
+      if (!Number.isSafeInteger(value) || (value as number) < 1) {
+        throw new RangeError(
+          `Cannot create dispatcher: "${name}" must be a positive integer, got ${value}`,
+        );
+      }
+    }
+    this.#cap = options.cap;
+    this.#source = options.source;
+    this.#offsets = options.offsets;
+    this.#executor = options.executor;
+    this.#reporter = options.reporter;
+    this.#clock = options.clock ?? systemClock;
+    this.#maxWaiting = maxWaiting;
+    this.#heartbeatMs = heartbeatMs;
+    this.#cap.onSlotFree(() => this.#pump());
   }
 
-  /** True while a batch waits (for a slot, or for waiting jobs to drain). */
+  /** True while a batch waits (for a slot, room in a ledger, or waiting jobs to drain). */
   get blocked(): boolean {
     return this.#blocked > 0;
   }
 
-  /** Jobs waiting for a key or a retry (no slot held). */
-  get waiting(): number {
-    return this.#waiting;
-  }
-
   /** Take a batch: reject, park or start each message in order, as slots allow. */
-  async ingest(
-    topic: string,
-    partition: number,
-    messages: KafkaMessage[],
-    control: BatchControl,
-  ): Promise<void> {
-    const state = await this.#state(topic, partition);
-    const fetchedAt = performance.now();
+  async ingest(tp: TopicPartition, messages: KafkaMessage[], control: BatchControl): Promise<void> {
+    const source = { topic: tp.topic, partition: tp.partition };
+    const state = await this.#state(source);
+    const fetchedAt = this.#clock.now();
     const starting: Job[] = [];
     const rejected: Rejected[] = [];
     let last: string | null = null;
 
     const flush = async () => {
       if (last === null) return;
-      for (const r of rejected) {
-        await this.#hooks.reject(r);
-        state.ledger.final(BigInt(r.message.offset));
-      }
-      for (const job of starting) state.ledger.started(BigInt(job.message.offset));
-      // The processes start now and get their tasks once the commit is back: its round trip
-      // overlaps their start-up instead of coming before it.
-      for (const job of starting) this.#hooks.prepare(job);
       try {
-        await this.#commit(topic, partition, state, true);
+        await this.#launch(state, starting.splice(0), rejected.splice(0));
       } catch (error) {
-        for (const job of starting) {
-          this.#hooks.discard(job);
-          this.#pool.release();
-        }
         // Nothing uncommitted has started. Forget this partition's state: kafkajs fetches the
         // batch again and the state is rebuilt from what Kafka has committed.
-        if (this.#partitions.get(tp(topic, partition)) === state) {
-          this.#partitions.delete(tp(topic, partition));
-        }
+        if (this.#partitions.get(source) === state) this.#partitions.delete(source);
         throw error;
       }
       control.resolveOffset(last);
       last = null;
-      rejected.length = 0;
-      for (const job of starting.splice(0)) this.#run(job);
     };
 
     for (const message of messages) {
       if (this.#stopping || !control.active()) break;
       const offset = BigInt(message.offset);
       if (state.ledger.has(offset)) continue; // delivered again after a rebalance: ours already
-      if (state.skip.started.has(offset) || state.skip.finished.has(offset)) {
-        this.#hooks.skipped(topic, partition, message.offset, state.skip.started.has(offset));
-        state.ledger.add(offset, true);
-        state.ledger.final(offset);
+      const skipped = state.ledger.skip(offset);
+      if (skipped) {
+        this.#reporter.skipped(source, message.offset, skipped === "started");
         last = message.offset;
         continue;
+      }
+      if (state.ledger.room - starting.length - rejected.length <= 0) {
+        // The commit metadata is as large as it may be: wait for tasks of this partition to end.
+        await flush();
+        if (!(await this.#until(control, () => state.ledger.room > 0))) break;
       }
       let task: DecodedTask;
       try {
-        task = this.#hooks.decode(topic, partition, message);
+        task = this.#source.decode(source, message);
       } catch (error) {
         if (!(error instanceof TaskRejectedError)) throw error;
         state.ledger.add(offset, true);
-        rejected.push({ topic, partition, message, error });
+        rejected.push({ ...source, message, error });
         last = message.offset;
         continue;
       }
-      const policy = this.#hooks.policyFor(task.handler);
+      const policy = this.#source.policyFor(task.handler);
       const job: Job = {
-        topic,
-        partition,
+        ...source,
         message,
         task,
         policy,
         attempt: 1,
+        slot: null,
         fetchedAt,
         readyAt: 0,
       };
@@ -164,13 +180,15 @@ export class Dispatcher {
         last = message.offset;
         continue;
       }
-      if (!this.#pool.tryAcquire()) {
+      let slot: Slot | null = this.#cap.tryAcquire();
+      if (!slot) {
         await flush();
-        if (!(await this.#until(control, () => this.#pool.tryAcquire()))) break;
+        if (!(await this.#until(control, () => (slot = this.#cap.tryAcquire()) !== null))) break;
       }
+      job.slot = slot;
       state.ledger.add(offset, policy.atMostOnce);
       if (key !== null) this.#keys.acquireOrWait(key, job);
-      job.readyAt = performance.now();
+      job.readyAt = this.#clock.now();
       starting.push(job);
       last = message.offset;
     }
@@ -182,17 +200,14 @@ export class Dispatcher {
    * dropped (the new owner reads them again) and their ledgers forgotten, so that nothing is
    * committed for them from here.
    */
-  retain(assigned: ReadonlySet<string>): void {
-    for (const key of [...this.#partitions.keys()]) {
-      if (!assigned.has(key)) this.#partitions.delete(key);
+  retain(assigned: readonly TopicPartition[]): void {
+    const kept = new PartitionMap<true>();
+    for (const tp of assigned) kept.set(tp, true);
+    for (const [tp] of [...this.#partitions.entries()]) {
+      if (!kept.has(tp)) this.#partitions.delete(tp);
     }
-    const dropped = this.#dropWaiting((job) => !assigned.has(tp(job.topic, job.partition)));
-    if (dropped.length) this.#hooks.handedOver(dropped, "partition revoked by a rebalance");
-  }
-
-  /** The key of a partition for {@link retain}. */
-  static partitionKey(topic: string, partition: number): string {
-    return tp(topic, partition);
+    const dropped = this.#dropWaiting((job) => !kept.has(job));
+    if (dropped.length) this.#reporter.handedOver(dropped, "partition revoked by a rebalance");
   }
 
   /**
@@ -203,53 +218,15 @@ export class Dispatcher {
   stop(): void {
     this.#stopping = true;
     const dropped = this.#dropWaiting(() => true);
-    if (dropped.length) this.#hooks.handedOver(dropped, "not started before shutdown");
+    if (dropped.length) this.#reporter.handedOver(dropped, "not started before shutdown");
     this.#notify();
   }
 
   /** Wait for every commit in progress, then commit what is left. */
   async flushCommits(): Promise<void> {
-    for (const [key, state] of this.#partitions) {
-      const [topic, partition] = key.split("\u0000");
-      await this.#commit(topic, Number(partition), state, false).catch(() => {});
+    for (const [tp, state] of [...this.#partitions.entries()]) {
+      await this.#commit(tp, state, false).catch(() => {});
     }
-  }
-
-  async #state(topic: string, partition: number): Promise<PartitionState> {
-    const key = tp(topic, partition);
-    let state = this.#partitions.get(key);
-    if (!state) {
-      const { offset, metadata } = await this.#hooks.committed(topic, partition);
-      state = {
-        ledger: new PartitionLedger(),
-        skip: parseSkipSet(offset, metadata),
-        commits: Promise.resolve(),
-      };
-      this.#partitions.set(key, state);
-    }
-    return state;
-  }
-
-  /** Commits are chained per partition; each takes the latest state, so they coalesce. */
-  #commit(topic: string, partition: number, state: PartitionState, strict: boolean): Promise<void> {
-    const next = state.commits.catch(() => {}).then(async () => {
-      if (this.#partitions.get(tp(topic, partition)) !== state) return; // revoked meanwhile
-      const commit = state.ledger.pendingCommit();
-      if (!commit) return;
-      await this.#hooks.commit(topic, partition, commit);
-      state.ledger.committed(commit);
-    });
-    state.commits = next;
-    if (!strict) {
-      next.catch((error) => this.#hooks.commitFailed(topic, partition, error as Error));
-    }
-    return next;
-  }
-
-  #run(job: Job): void {
-    const run = this.#hooks.execute(job).then((result) => this.#ended(job, result));
-    this.#active.add(run);
-    run.finally(() => this.#active.delete(run));
   }
 
   /** Resolves when no job is running or finishing (outcome published and logged). */
@@ -257,12 +234,83 @@ export class Dispatcher {
     while (this.#active.size > 0) await Promise.allSettled([...this.#active]);
   }
 
+  async #state(tp: TopicPartition): Promise<PartitionState> {
+    let state = this.#partitions.get(tp);
+    if (!state) {
+      const ledger = new PartitionLedger(await this.#offsets.committed(tp));
+      state = { ledger, commits: Promise.resolve(), dropped: 0 };
+      // Started by the previous owner below its committed offset: never fetched again here.
+      for (const lost of ledger.takeLostBelow()) {
+        this.#reporter.skipped(tp, lost.toString(), true);
+      }
+      this.#partitions.set(tp, state);
+    }
+    return state;
+  }
+
+  /**
+   * The one way tasks start. Rejected messages are reported and made final; the jobs are
+   * marked started; if any is an at-most-once first run, its process is prepared, the
+   * partition committed, and only then do the jobs get their tasks. Rejects (with the slots
+   * freed and nothing started) when that commit fails.
+   */
+  async #launch(state: PartitionState, jobs: Job[], rejected: Rejected[]): Promise<void> {
+    for (const r of rejected) {
+      await this.#reporter.reject(r);
+      state.ledger.final(BigInt(r.message.offset));
+    }
+    if (jobs.length === 0 && rejected.length === 0) return;
+    const tp = jobs[0] ?? rejected[0];
+    for (const job of jobs) state.ledger.started(BigInt(job.message.offset));
+    const gated = jobs.filter((job) => job.attempt === 1 && job.policy.atMostOnce);
+    if (gated.length === 0) {
+      this.#commit(tp, state, false);
+      for (const job of jobs) this.#run(job);
+      return;
+    }
+    // The processes start now and get their tasks once the commit is back: its round trip
+    // overlaps their start-up instead of coming before it.
+    for (const job of gated) this.#executor.prepare(job);
+    try {
+      await this.#commit(tp, state, true);
+    } catch (error) {
+      for (const job of gated) this.#executor.discard(job);
+      for (const job of jobs) job.slot?.release();
+      throw error;
+    }
+    for (const job of jobs) this.#run(job);
+  }
+
+  /** Commits are chained per partition; each takes the latest state, so they coalesce. */
+  #commit(tp: TopicPartition, state: PartitionState, strict: boolean): Promise<void> {
+    const next = state.commits.catch(() => {}).then(async () => {
+      if (this.#partitions.get(tp) !== state) return; // revoked meanwhile
+      const commit = state.ledger.pendingCommit();
+      if (!commit) return;
+      if (commit.dropped !== state.dropped && commit.dropped > 0) {
+        this.#reporter.metadataFull(tp, commit.dropped);
+      }
+      state.dropped = commit.dropped;
+      await this.#offsets.commit(tp, commit);
+      state.ledger.committed(commit);
+    });
+    state.commits = next;
+    if (!strict) next.catch((error) => this.#reporter.commitFailed(tp, error as Error));
+    return next;
+  }
+
+  #run(job: Job): void {
+    const run = this.#executor.execute(job).then((result) => this.#ended(job, result));
+    this.#active.add(run);
+    run.finally(() => this.#active.delete(run));
+  }
+
   async #ended(job: Job, result: ChildResult): Promise<void> {
     try {
       await this.#settle(job, result);
     } finally {
       // Released only now, so that "in flight" (started, not final) never exceeds the cap.
-      this.#pool.release();
+      job.slot?.release();
     }
   }
 
@@ -271,65 +319,68 @@ export class Dispatcher {
     const retry = result.outcome !== "ok" && job.attempt < policy.attempts;
     if (retry && this.#stopping) {
       // Not final, so not committed as done: the next run retries it (at-least-once).
-      this.#hooks.retrying(job, result, null);
-      this.#hooks.handedOver([job], "retry left for the next run");
+      this.#reporter.retrying(job, result, null);
+      this.#reporter.handedOver([job], "retry left for the next run");
       return;
     }
     if (retry) {
       const delay = backoffMs(job.attempt, policy);
-      this.#hooks.retrying(job, result, delay);
+      this.#reporter.retrying(job, result, delay);
       this.#waiting++;
+      const next: Job = { ...job, attempt: job.attempt + 1, slot: null };
       this.#backoff.set(
-        job,
-        setTimeout(() => {
-          this.#backoff.delete(job);
-          this.#ready.push({ ...job, attempt: job.attempt + 1 });
+        next,
+        this.#clock.setTimeout(() => {
+          this.#backoff.delete(next);
+          this.#ready.push(next);
           this.#pump();
         }, delay),
       );
       return;
     }
-    await this.#hooks.finish(job, result);
-    const state = this.#partitions.get(tp(job.topic, job.partition));
+    await this.#reporter.finish(job, result);
+    const state = this.#partitions.get(job);
     state?.ledger.final(BigInt(job.message.offset));
     this.#releaseKey(job);
-    if (state) this.#commit(job.topic, job.partition, state, false);
+    if (state) this.#commit(job, state, false);
+    this.#notify(); // room in the ledger for a batch that waits for it
   }
 
-  /** Start ready jobs while slots are free. At-most-once first runs commit before starting. */
+  /** Start ready jobs (retries due, next of a key) while slots are free. */
   #pump(): void {
-    while (this.#ready.length > 0 && !this.#stopping && this.#pool.tryAcquire()) {
-      const job = this.#ready.shift()!;
-      this.#waiting--;
-      this.#notify();
-      job.readyAt = performance.now();
-      const state = this.#partitions.get(tp(job.topic, job.partition));
+    for (let i = 0; i < this.#ready.length && !this.#stopping;) {
+      const job = this.#ready[i];
+      const state = this.#partitions.get(job);
       if (!state) {
-        this.#pool.release();
-        this.#hooks.handedOver([job], "partition revoked by a rebalance");
+        this.#ready.splice(i, 1);
+        this.#waiting--;
+        this.#reporter.handedOver([job], "partition revoked by a rebalance");
         continue;
       }
-      if (job.attempt > 1 || !job.policy.atMostOnce) {
-        this.#run(job);
+      // A first run is a new start for the ledger; a retry has started already.
+      if (job.attempt === 1 && state.ledger.room <= 0) {
+        i++;
         continue;
       }
-      state.ledger.started(BigInt(job.message.offset));
-      this.#commit(job.topic, job.partition, state, true).then(
-        () => this.#run(job),
-        (error) => {
-          // Not committed, so not started: the next owner or run reads it again.
-          this.#pool.release();
-          this.#hooks.commitFailed(job.topic, job.partition, error as Error);
-          this.#hooks.handedOver([job], "its commit failed");
-        },
-      );
+      const slot = this.#cap.tryAcquire();
+      if (!slot) break;
+      this.#ready.splice(i, 1);
+      this.#waiting--;
+      job.slot = slot;
+      job.readyAt = this.#clock.now();
+      this.#launch(state, [job], []).catch((error) => {
+        // Not committed, so not started: the next owner or run reads it again.
+        this.#reporter.commitFailed(job, error as Error);
+        this.#reporter.handedOver([job], "its commit failed");
+      });
     }
+    this.#notify();
   }
 
   #keyOf(job: Job): string | null {
     const key = job.message.key;
     return job.policy.byKey && key
-      ? `${tp(job.topic, job.partition)}\u0000${key.toString("hex")}`
+      ? `${job.topic}\u0000${job.partition}\u0000${key.toString("hex")}`
       : null;
   }
 
@@ -351,7 +402,7 @@ export class Dispatcher {
     }
     for (const [job, timer] of this.#backoff) {
       if (!which(job)) continue;
-      clearTimeout(timer);
+      this.#clock.clearTimeout(timer);
       this.#backoff.delete(job);
       owners.push(job);
     }
@@ -381,11 +432,11 @@ export class Dispatcher {
       const done = (value: boolean, error?: unknown) => {
         if (!this.#changed.delete(check)) return;
         this.#blocked--;
-        clearInterval(beat);
+        this.#clock.clearInterval(beat);
         if (error) reject(error);
         else resolve(value);
       };
-      const beat = setInterval(() => {
+      const beat = this.#clock.setInterval(() => {
         control.heartbeat().catch((error) => done(false, error));
         check();
       }, this.#heartbeatMs);

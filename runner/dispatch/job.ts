@@ -1,24 +1,27 @@
 /**
- * The dispatcher's contract: the jobs it moves and the hooks through which the runner starts
- * them, commits for them and reports on them.
+ * The dispatcher's contract: the jobs it moves, and the four collaborators it works with:
+ * where tasks come from ({@link TaskSource}), where offsets go ({@link PartitionOffsets}), what
+ * runs a task ({@link Executor}) and who hears how it ended ({@link Reporter}).
  * @module
  */
 import type { KafkaMessage } from "kafkajs";
 import type { DeliveryPolicy } from "./delivery_policy.ts";
+import type { Slot } from "./concurrency_cap.ts";
 import type { TaskRejectedError } from "../errors.ts";
 import type { LedgerCommit } from "../intake/partition_ledger.ts";
-import type { ChildResult } from "../sandbox/task_sandbox.ts";
+import type { TopicPartition } from "../intake/topic_partition.ts";
 import type { DecodedTask } from "../intake/task_decoder.ts";
+import type { ChildResult } from "../sandbox/task_sandbox.ts";
 
-/** One task on its way through the runner. */
-export interface Job {
-  topic: string;
-  partition: number;
+/** One task on its way through the runner, from its partition to its outcome. */
+export interface Job extends TopicPartition {
   message: KafkaMessage;
   task: DecodedTask;
   policy: DeliveryPolicy;
   /** 1 for the first run. */
   attempt: number;
+  /** The cap's slot while the job runs (null while it waits). */
+  slot: Slot | null;
   /** performance.now() when its batch reached the runner. */
   fetchedAt: number;
   /** performance.now() when it got its slot. */
@@ -26,22 +29,28 @@ export interface Job {
 }
 
 /** A rejected message, with why. */
-export interface Rejected {
-  topic: string;
-  partition: number;
+export interface Rejected extends TopicPartition {
   message: KafkaMessage;
   error: TaskRejectedError;
 }
 
-/** Where the dispatcher's decisions go: the runner implements this. */
-export interface DispatcherHooks {
-  decode(topic: string, partition: number, message: KafkaMessage): DecodedTask;
+/** Turns messages into tasks, and names each handler's delivery rules. */
+export interface TaskSource {
+  /** @throws {TaskRejectedError} saying what is wrong with the message. */
+  decode(source: TopicPartition, message: KafkaMessage): DecodedTask;
   policyFor(handler: string): DeliveryPolicy;
-  /**
-   * Start the job's child (a slot is held until its outcome is final or its retry scheduled);
-   * resolves with how it ended. Never rejects.
-   */
-  execute(job: Job): Promise<ChildResult>;
+}
+
+/** The group's offsets of a partition: read once when it is taken, then written. */
+export interface PartitionOffsets {
+  /** The group's committed offset and metadata ("-1" when none). */
+  committed(tp: TopicPartition): Promise<{ offset: string; metadata: string | null }>;
+  /** Commit (fenced by the group generation). */
+  commit(tp: TopicPartition, commit: LedgerCommit): Promise<void>;
+}
+
+/** Runs tasks in processes. */
+export interface Executor {
   /**
    * The job is about to be committed and then executed: its process may start now, as long as
    * the task reaches it only in `execute`, after the commit. Never throws.
@@ -49,9 +58,12 @@ export interface DispatcherHooks {
   prepare(job: Job): void;
   /** The job's commit failed, so it will not be executed: stop what `prepare` started. */
   discard(job: Job): void;
-  commit(topic: string, partition: number, commit: LedgerCommit): Promise<void>;
-  /** The group's committed offset and metadata for a partition ("-1" when none). */
-  committed(topic: string, partition: number): Promise<{ offset: string; metadata: string | null }>;
+  /** Run the job's task to its end; resolves with how it ended. Never rejects. */
+  execute(job: Job): Promise<ChildResult>;
+}
+
+/** Hears how tasks end, and the other events of the dispatch (logs, dead letters, results). */
+export interface Reporter {
   /** Final outcome of a job: publish (result, dead letter) and log. Never rejects. */
   finish(job: Job, result: ChildResult): Promise<void>;
   /**
@@ -61,12 +73,14 @@ export interface DispatcherHooks {
   reject(rejected: Rejected): Promise<void>;
   /** A failed attempt that will be retried after `delayMs` (null: by the next run). */
   retrying(job: Job, result: ChildResult, delayMs: number | null): void;
-  /** An offset an earlier owner already handled. */
-  skipped(topic: string, partition: number, offset: string, started: boolean): void;
+  /** An offset an earlier owner already handled (`started`: it ran, its end is unknown). */
+  skipped(tp: TopicPartition, offset: string, started: boolean): void;
   /** Jobs dropped here because this member no longer owns their partition, or is stopping. */
   handedOver(jobs: Job[], why: string): void;
   /** A commit that failed (it is retried with the next one). */
-  commitFailed(topic: string, partition: number, error: Error): void;
+  commitFailed(tp: TopicPartition, error: Error): void;
+  /** Offsets inherited from the previous owner that the commit metadata had no room for. */
+  metadataFull(tp: TopicPartition, dropped: number): void;
 }
 
 /** What a batch loop needs from kafkajs. */

@@ -3,9 +3,13 @@
  * @module
  */
 import type { KafkaMessage } from "kafkajs";
+import { type DeliveryPolicy, deliveryPolicy } from "../dispatch/delivery_policy.ts";
+import type { TaskSource } from "../dispatch/job.ts";
 import { TaskRejectedError } from "../errors.ts";
+import type { GrantsTable } from "../function_config.ts";
 import { handlerPath } from "../handler_name.ts";
 import type { Task } from "../handler_types.ts";
+import type { TopicPartition } from "./topic_partition.ts";
 
 /** A task ready to run. */
 export interface DecodedTask {
@@ -88,4 +92,36 @@ export function decodeTask(
       timestamp: new Date(Number(message.timestamp)).toISOString(),
     },
   };
+}
+
+/** Options of a {@link TaskDecoder}. */
+export interface TaskDecoderOptions extends DecodeOptions {
+  /** Per-function configuration (functions.json), for each handler's delivery policy. */
+  functions: GrantsTable;
+}
+
+/** Decodes messages into tasks and names each handler's delivery rules (cached per handler). */
+export class TaskDecoder implements TaskSource {
+  readonly #options: DecodeOptions;
+  readonly #functions: GrantsTable;
+  readonly #policies = new Map<string, DeliveryPolicy>();
+
+  constructor(options: TaskDecoderOptions) {
+    const { functions, ...decode } = options;
+    this.#options = decode;
+    this.#functions = functions;
+  }
+
+  /** @throws {TaskRejectedError} saying what is wrong with the message. */
+  decode(source: TopicPartition, message: KafkaMessage): DecodedTask {
+    return decodeTask(source.topic, source.partition, message, this.#options);
+  }
+
+  policyFor(handler: string): DeliveryPolicy {
+    let policy = this.#policies.get(handler);
+    if (!policy) {
+      this.#policies.set(handler, policy = deliveryPolicy(this.#functions.get(handler)));
+    }
+    return policy;
+  }
 }

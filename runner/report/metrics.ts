@@ -4,7 +4,7 @@
  */
 import type { Admin } from "kafkajs";
 import client from "prom-client";
-import type { Outcome } from "../runner.ts";
+import type { Outcome } from "./task_reporter.ts";
 
 /** What the metrics read from the runner at scrape time. */
 export interface RunnerGauges {

@@ -3,7 +3,8 @@
  * letters published first, and the lines for retries, skips and hand-overs.
  * @module
  */
-import type { DispatcherHooks, Job, Rejected } from "../dispatch/dispatcher.ts";
+import type { Job, Rejected, Reporter } from "../dispatch/job.ts";
+import type { TopicPartition } from "../intake/topic_partition.ts";
 import { logger } from "./logging.ts";
 import type { DeadLetterReason, Origin, Publisher } from "./publisher.ts";
 import type { ChildResult } from "../sandbox/task_sandbox.ts";
@@ -33,14 +34,8 @@ export const contextOf = (job: Job): TaskContext => ({
   offset: job.message.offset,
 });
 
-/** The reporting half of the dispatcher's hooks. */
-export type ReportingHooks = Pick<
-  DispatcherHooks,
-  "finish" | "reject" | "retrying" | "skipped" | "handedOver"
->;
-
 /** Reports task endings. */
-export class TaskReporter implements ReportingHooks {
+export class TaskReporter implements Reporter {
   readonly #publisher: Publisher;
   readonly #handlerHeader: string;
   readonly #observer: TaskObserver | undefined;
@@ -121,7 +116,7 @@ export class TaskReporter implements ReportingHooks {
   }
 
   /** An offset an earlier owner had handled. */
-  skipped(topic: string, partition: number, offset: string, started: boolean): void {
+  skipped({ topic, partition }: TopicPartition, offset: string, started: boolean): void {
     const props = { topic, partition, offset };
     if (started) {
       this.#log.warn(
@@ -130,6 +125,25 @@ export class TaskReporter implements ReportingHooks {
         props,
       );
     } else this.#log.debug("Skipped {topic}/{partition}@{offset}: already done", props);
+  }
+
+  /** A commit that failed; the next one carries its state. */
+  commitFailed({ topic, partition }: TopicPartition, error: Error): void {
+    this.#log.warn("Commit failed for {topic}/{partition}: {error}", {
+      topic,
+      partition,
+      error: error.message,
+    });
+  }
+
+  /** Inherited offsets the commit metadata has no room for (a second crash may rerun them). */
+  metadataFull({ topic, partition }: TopicPartition, dropped: number): void {
+    this.#log.warn(
+      "Commit metadata of {topic}/{partition} is full: {dropped} offsets the previous owner " +
+        "settled and this runner has not fetched yet are left out of it; they are skipped " +
+        "here, but would run again if this runner also stopped before fetching them",
+      { topic, partition, dropped },
+    );
   }
 
   /** Jobs left to another member or the next run. */

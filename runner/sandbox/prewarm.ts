@@ -5,7 +5,7 @@
  * takes one instead of starting a process, and so skips Deno's start-up; the process still
  * serves only that task and exits, so task isolation is unchanged.
  *
- * - Cap: each idle child holds a {@link Reservation} in the {@link Pool}, so live tasks plus
+ * - Cap: each idle child holds a {@link Reservation} in the {@link ConcurrencyCap}, so live tasks plus
  *   idle children never pass `MAX_RUNNING`, and a task that finds the pool full evicts the
  *   longest-reserved idle child instead of waiting. Children are started after a take and
  *   when a slot frees, into free slots only. After an eviction (the pool is busy with real
@@ -28,7 +28,7 @@
 import type { GrantsTable } from "../function_config.ts";
 import { handlerPath } from "../handler_name.ts";
 import { logger } from "../report/logging.ts";
-import type { Pool, Reservation } from "../dispatch/concurrency_cap.ts";
+import type { ConcurrencyCap, Reservation } from "../dispatch/concurrency_cap.ts";
 import { fileVersion } from "./permissions.ts";
 import {
   type IdleExit,
@@ -66,7 +66,7 @@ export interface PrewarmerOptions {
   /** Starts the children, and runs tasks cold when no child is idle. */
   sandbox: Pick<Sandbox, "start" | "spawn">;
   /** The cap: each idle child holds a reservation in it. */
-  pool: Pool;
+  pool: ConcurrencyCap;
   /** Idle children kept per function from its first task on (PREWARM). @default 0 */
   count?: number;
   /** Functions with their own count (functions.json `prewarm`), started by `start()`. @default [] */
@@ -110,7 +110,7 @@ interface Entry {
  */
 export class Prewarmer {
   readonly #sandbox: Pick<Sandbox, "start" | "spawn">;
-  readonly #pool: Pool;
+  readonly #pool: ConcurrencyCap;
   readonly #count: number;
   readonly #functions: readonly PrewarmedFunction[];
   readonly #counts: ReadonlyMap<string, number>;

@@ -84,9 +84,10 @@ Deno.test("the offset is committed before the child starts, and only for tasks t
       groupId: topic,
       topics: [topic],
     });
-    // Committed: everything before task i is done, task i is marked started (it will not run
-    // again after a crash), and the tasks still waiting are not covered at all.
-    assertEquals(committed.offset, String(i), `while task ${i} runs`);
+    // Committed past task i (Kafka's own tools show no lag for it), which the metadata names
+    // as started (a new owner reports it lost after a crash); the tasks still waiting are not
+    // covered at all.
+    assertEquals(committed.offset, String(i + 1), `while task ${i} runs`);
     const skip = parseSkipSet(committed.offset, committed.metadata);
     assertEquals([...skip.started], [BigInt(i)]);
     assertEquals([...skip.finished], []);

@@ -6,7 +6,7 @@
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { fileURLToPath } from "node:url";
 import type { FunctionGrants } from "../../runner/function_config.ts";
-import { Pool } from "../../runner/dispatch/concurrency_cap.ts";
+import { ConcurrencyCap } from "../../runner/dispatch/concurrency_cap.ts";
 import {
   type PrewarmedFunction,
   Prewarmer,
@@ -101,7 +101,7 @@ function alive(pid: number): boolean {
 
 /** A prewarmer on its own pool, its events recorded, the cap invariant checked at each. */
 function prewarmer(functions: PrewarmedFunction[], capacity = 10, count = 0) {
-  const pool = new Pool(capacity);
+  const pool = new ConcurrencyCap(capacity);
   const events: PrewarmEvent[] = [];
   const prewarmer = new Prewarmer({
     sandbox,
