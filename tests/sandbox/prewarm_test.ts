@@ -169,12 +169,13 @@ Deno.test("cap: idle children hold slots; a task on a full pool evicts the oldes
   );
   const echo = h.of("started").filter((e) => e.handler === "echo").map((e) => e.pid)[1];
 
-  assert(h.pool.tryAcquire(), "a task gets a slot at once"); // as the dispatcher does
+  const slot = h.pool.tryAcquire(); // as the dispatcher does
+  assert(slot, "a task gets a slot at once");
   assertEquals(h.of("killed").map((e) => [e.pid, e.why]), [[oldest, "evicted"]]);
   assertEquals([h.pool.running, h.pool.reserved], [1, 2]);
   const r = await run(h.prewarmer, "echo", { n: 1 });
   assertEquals([r.outcome, r.pid], ["ok", echo]);
-  h.pool.release();
+  slot.release();
   await until("refilled to the cap", () => h.pool.reserved === 3);
   await until("the evicted child to be gone", () => !alive(oldest));
   assertEquals(h.pool.running + h.pool.reserved, 3);
@@ -198,18 +199,19 @@ Deno.test("after an eviction, nothing starts while more than half the slots run 
   await using h = prewarmer([{ scope: scopeOf("echo"), count: 4 }], 4);
   h.prewarmer.start();
   await until("four ready children", () => h.of("ready").length === 4);
-  for (let i = 0; i < 2; i++) assert(h.pool.tryAcquire()); // tasks of other functions
-  assert(h.pool.tryAcquire()); // and one of echo: 3 of 4 slots run tasks
+  // Two tasks of other functions, and one of echo: 3 of 4 slots run tasks.
+  const slots = [h.pool.tryAcquire(), h.pool.tryAcquire(), h.pool.tryAcquire()];
+  assert(slots.every((slot) => slot !== null));
   assertEquals([h.of("killed").length, h.pool.running, h.pool.reserved], [3, 3, 1]);
   const r = await run(h.prewarmer, "echo"); // takes the last child: its slot frees
   assertEquals([r.outcome, r.pid], ["ok", h.pids()[3]]);
   const quiet = delay(400);
   await quiet.done;
   assertEquals([h.pids().length, h.pool.reserved], [4, 0], "no child started under pressure");
-  h.pool.release(); // the echo task ended: 2 of 4 slots run tasks
+  slots[2]!.release(); // the echo task ended: 2 of 4 slots run tasks
   await until("prewarming to resume at half the slots", () => h.pool.reserved === 2);
-  h.pool.release();
-  h.pool.release();
+  slots[0]!.release();
+  slots[1]!.release();
   await until("all four slots prewarmed again", () => h.pool.reserved === 4);
 });
 
@@ -299,7 +301,7 @@ Deno.test("close kills the idle children and waits for them; a running task is l
 
 Deno.test("kill -9 of the runner: an idle prewarmed child sees its stdin end and exits", async () => {
   const script = `
-    import { Sandbox } from "${ROOT}runner/sandbox.ts";
+    import { Sandbox } from "${ROOT}runner/sandbox/task_sandbox.ts";
     const started = new Sandbox().start(
       { handler: "echo", file: "${FIXTURES}echo.ts", memoryMb: 64 },
       { preload: true },
