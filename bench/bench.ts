@@ -18,6 +18,7 @@ import { Sandbox } from "../runner/sandbox/task_sandbox.ts";
 import { createKafka, createProducer } from "../runner/kafka/client.ts";
 import { benchBrokers } from "./broker.ts";
 import { functionsConfig, RunnerProcess, unique } from "../tests/helpers/harness.ts";
+import { fmt, percentile } from "./stats.ts";
 
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
 const { values } = parseArgs({
@@ -28,12 +29,6 @@ const { values } = parseArgs({
   },
 });
 const TASKS = Number(values.tasks);
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-const fmt = (n: number, digits = 1) => n.toFixed(digits);
 
 /** The runner's default TASK_NICE: bare spawns run at the same priority as the runner's. */
 const TASK_NICE = Number(OPTIONS.find((o) => o.env === "TASK_NICE")?.default ?? 0);

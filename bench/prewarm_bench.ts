@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { createKafka, createProducer } from "../runner/kafka/client.ts";
 import { benchBrokers } from "./broker.ts";
 import { type LogLine, RunnerProcess, unique } from "../tests/helpers/harness.ts";
+import { fmt, percentile } from "./stats.ts";
 
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
 const { values } = parseArgs({
@@ -34,11 +35,6 @@ const PREWARM = Number(values.prewarm);
 const CAP = 100;
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-const fmt = (n: number, digits = 1) => n.toFixed(digits);
 const at = (line: LogLine) =>
   Date.parse((line as unknown as { "@timestamp": string })["@timestamp"]);
 const pidsOf = (runner: RunnerProcess, prefix: string) =>

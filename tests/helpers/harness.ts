@@ -29,7 +29,6 @@ export interface LogLine {
   properties: Record<string, unknown>;
 }
 
-/** The runner as a subprocess. */
 /**
  * The arguments of `deno task run` (deno.json), main.ts made absolute: tests and benches run
  * the runner with the permissions and V8 flags it has in use.
@@ -43,6 +42,7 @@ export function runTaskArgs(): string[] {
   return args.map((arg) => arg === "main.ts" ? `${ROOT}main.ts` : arg);
 }
 
+/** The runner as a subprocess. */
 export class RunnerProcess implements AsyncDisposable {
   readonly lines: LogLine[] = [];
   readonly raw: string[] = [];
