@@ -69,6 +69,10 @@ export class Dispatcher {
   readonly #maxWaiting: number;
   readonly #heartbeatMs: number;
   readonly #partitions = new PartitionMap<PartitionState>();
+  /** Partition states being read from the group's committed offsets. */
+  readonly #loading = new PartitionMap<Promise<PartitionState>>();
+  /** The partitions of the last assignment (null before the first). */
+  #assigned: PartitionMap<true> | null = null;
   /** Jobs that may start as soon as a slot frees (retries due, next of a key). */
   readonly #ready: Job[] = [];
   /** Ordering by key: who holds each key, who waits behind it. */
@@ -203,11 +207,16 @@ export class Dispatcher {
   retain(assigned: readonly TopicPartition[]): void {
     const kept = new PartitionMap<true>();
     for (const tp of assigned) kept.set(tp, true);
+    this.#assigned = kept;
     for (const [tp] of [...this.#partitions.entries()]) {
       if (!kept.has(tp)) this.#partitions.delete(tp);
     }
     const dropped = this.#dropWaiting((job) => !kept.has(job));
     if (dropped.length) this.#reporter.handedOver(dropped, "partition revoked by a rebalance");
+    // Read the new partitions' offsets now, before their first batch: the previous owner's
+    // lost tasks are named even when nothing more arrives, and the first batch waits less.
+    // A failure here is not lost: the first batch reads them again and fails visibly.
+    for (const tp of assigned) this.#state(tp).catch(() => {});
   }
 
   /**
@@ -234,18 +243,27 @@ export class Dispatcher {
     while (this.#active.size > 0) await Promise.allSettled([...this.#active]);
   }
 
-  async #state(tp: TopicPartition): Promise<PartitionState> {
-    let state = this.#partitions.get(tp);
-    if (!state) {
-      const ledger = new PartitionLedger(await this.#offsets.committed(tp));
-      state = { ledger, commits: Promise.resolve(), dropped: 0 };
-      // Started by the previous owner below its committed offset: never fetched again here.
-      for (const lost of ledger.takeLostBelow()) {
-        this.#reporter.skipped(tp, lost.toString(), true);
-      }
-      this.#partitions.set(tp, state);
+  /** The state of a partition, read from the group's committed offset the first time. */
+  #state(tp: TopicPartition): Promise<PartitionState> {
+    const known = this.#partitions.get(tp);
+    if (known) return Promise.resolve(known);
+    let loading = this.#loading.get(tp);
+    if (!loading) {
+      const load = async () => {
+        const ledger = new PartitionLedger(await this.#offsets.committed(tp));
+        const state: PartitionState = { ledger, commits: Promise.resolve(), dropped: 0 };
+        if (this.#assigned && !this.#assigned.has(tp)) return state; // revoked meanwhile
+        // Started by the previous owner below its committed offset: never fetched again here.
+        for (const lost of ledger.takeLostBelow()) {
+          this.#reporter.skipped(tp, lost.toString(), true);
+        }
+        this.#partitions.set(tp, state);
+        return state;
+      };
+      loading = load().finally(() => this.#loading.delete(tp));
+      this.#loading.set(tp, loading);
     }
-    return state;
+    return loading;
   }
 
   /**
