@@ -15,6 +15,7 @@
  * ```
  * @module
  */
+import { MAX_TIMER_MS, TIMER_RULE } from "./config.ts";
 import { FunctionsConfigError } from "./errors.ts";
 import { HANDLER_NAME_PATTERN } from "./handler_name.ts";
 
@@ -34,7 +35,7 @@ export interface FunctionGrants {
   allowSys?: string[];
   /** Fixed environment variables set for the handler (readable only with allowEnv or these keys). */
   env?: Record<string, string>;
-  /** Per-task timeout for this function, overriding TASK_TIMEOUT_MS. */
+  /** Per-task timeout for this function, overriding TASK_TIMEOUT_MS; at most 2147483647. */
   timeoutMs?: number;
   /** V8 heap cap for this function in MiB, overriding TASK_MEMORY_MB. */
   memoryMb?: number;
@@ -82,9 +83,9 @@ export interface WarmLimits {
 export interface RetryPolicy {
   /** Attempts in all, the first included (so 3 means up to 2 retries). */
   attempts: number;
-  /** Backoff before the first retry, in ms; doubled at each retry. @default 1000 */
+  /** Backoff before the first retry, in ms (at most 2147483647); doubled at each retry. @default 1000 */
   baseMs?: number;
-  /** Longest backoff, in ms. @default 60000 */
+  /** Longest backoff, in ms (at most 2147483647). @default 60000 */
   maxMs?: number;
 }
 
@@ -203,9 +204,13 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
         }
         grants.prewarm = value as number;
       } else {
-        const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, Number.MAX_SAFE_INTEGER];
+        const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, MAX_TIMER_MS];
         if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
-          bad(`${at}.${key}`, `an integer from ${min} to ${max}`, value);
+          bad(
+            `${at}.${key}`,
+            max === MAX_TIMER_MS ? TIMER_RULE(min) : `an integer from ${min} to ${max}`,
+            value,
+          );
         }
         grants[key as "timeoutMs" | "memoryMb"] = value as number;
       }
@@ -225,16 +230,16 @@ function parseRetries(
   }
   const { attempts, baseMs = 1000, maxMs = 60_000, ...rest } = value as Record<string, unknown>;
   for (const key of Object.keys(rest)) bad(`${at}.${key}`, "absent (attempts, baseMs, maxMs)", key);
-  const int = (v: unknown, name: string, min: number) => {
-    if (!Number.isSafeInteger(v) || (v as number) < min) {
-      bad(`${at}.${name}`, `an integer >= ${min}`, v);
+  const int = (v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) {
+      bad(`${at}.${name}`, max === MAX_TIMER_MS ? TIMER_RULE(min) : `an integer >= ${min}`, v);
     }
     return v as number;
   };
   const policy = {
     attempts: int(attempts, "attempts", 1),
-    baseMs: int(baseMs, "baseMs", 0),
-    maxMs: int(maxMs, "maxMs", 0),
+    baseMs: int(baseMs, "baseMs", 0, MAX_TIMER_MS),
+    maxMs: int(maxMs, "maxMs", 0, MAX_TIMER_MS),
   };
   if (policy.maxMs < policy.baseMs) bad(`${at}.maxMs`, `at least baseMs (${policy.baseMs})`, maxMs);
   return policy;

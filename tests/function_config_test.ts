@@ -53,3 +53,32 @@ Deno.test("a missing file means no grants; a broken file is an error", async () 
   await assertStrict.rejects(loadGrants(path), /is not valid JSON/);
   await Deno.remove(path);
 });
+
+Deno.test("timeoutMs and retry backoffs are bounded by the longest timer, 2147483647 ms", () => {
+  const max = 2 ** 31 - 1;
+  const ok = parseGrants({
+    functions: { a: { timeoutMs: max, retries: { attempts: 2, baseMs: max, maxMs: max } } },
+  }, "f.json").get("a");
+  assertEquals(ok, { timeoutMs: max, retries: { attempts: 2, baseMs: max, maxMs: max } });
+  const cases: Array<[unknown, string]> = [
+    [{ timeoutMs: max + 1 }, "functions.a.timeoutMs must be an integer from 1 to 2147483647"],
+    [{ timeoutMs: Number.MAX_SAFE_INTEGER }, "functions.a.timeoutMs must be an integer from 1 to"],
+    [
+      { retries: { attempts: 2, baseMs: max + 1, maxMs: max + 1 } },
+      "functions.a.retries.baseMs must be an integer from 0 to 2147483647",
+    ],
+    [
+      { retries: { attempts: 2, maxMs: 2 ** 40 } },
+      "functions.a.retries.maxMs must be an integer from 0 to 2147483647",
+    ],
+  ];
+  for (const [entry, message] of cases) {
+    assertStrict.throws(
+      () => parseGrants({ functions: { a: entry } }, "f.json"),
+      (e: Error) =>
+        e instanceof FunctionsConfigError && e.message.includes(message) &&
+        e.message.includes("the longest timer, about 24.8 days"),
+      message,
+    );
+  }
+});
