@@ -4,7 +4,7 @@
  */
 import type { KafkaMessage } from "kafkajs";
 import { TaskRejectedError } from "../errors.ts";
-import { handlerPath } from "../handler_name.ts";
+import { handlerFromHeaders, handlerPath } from "../handler_name.ts";
 import type { Task } from "../handler_types.ts";
 
 /** A task ready to run. */
@@ -50,8 +50,8 @@ export function decodeTask(
   for (const [name, value] of Object.entries(message.headers ?? {})) {
     headers[name] = headerText(value);
   }
-  const handler = headers[options.handlerHeader];
-  if (handler === undefined) {
+  const handler = handlerFromHeaders(message.headers, options.handlerHeader);
+  if (handler === null) {
     throw new TaskRejectedError(
       `missing header "${options.handlerHeader}" naming the handler`,
     );
