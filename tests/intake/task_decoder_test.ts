@@ -8,7 +8,7 @@ import assertStrict from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { decodeTask } from "../../runner/intake/task_decoder.ts";
 import { TaskRejectedError } from "../../runner/errors.ts";
-import { assertEquals } from "../helpers/assert.ts";
+import { assertEquals, assertMatch } from "../helpers/assert.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
 const OPTIONS = { handlerHeader: "php_worker", functionsDir: FIXTURES, maxPayloadBytes: 1024 };
@@ -45,4 +45,61 @@ Deno.test("a handler header repeated with different values is rejected, naming t
 Deno.test("a handler header repeated with the same value is that handler", () => {
   const task = decodeTask("t", 0, message({ php_worker: [Buffer.from("echo"), "echo"] }), OPTIONS);
   assertEquals([task.handler, task.fields.headers.php_worker], ["echo", "echo"]);
+});
+
+/** A functions folder with echo.ts and the given symlinks (name -> target), removed after. */
+function withLinks(links: Record<string, string>, body: (dir: string) => void): void {
+  const dir = Deno.realPathSync(Deno.makeTempDirSync({ prefix: "task-runner-functions-" }));
+  const outside = Deno.makeTempFileSync({ suffix: ".ts" });
+  try {
+    Deno.copyFileSync(`${FIXTURES}echo.ts`, `${dir}/echo.ts`);
+    Deno.writeTextFileSync(outside, "export default () => 1;\n");
+    for (const [name, target] of Object.entries(links)) {
+      Deno.symlinkSync(target === "OUTSIDE" ? outside : target, `${dir}/${name}.ts`);
+    }
+    body(dir);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+    Deno.removeSync(outside);
+  }
+}
+
+function decodeIn(dir: string, handler: string) {
+  return decodeTask("t", 0, message({ php_worker: handler }), { ...OPTIONS, functionsDir: dir });
+}
+
+function rejectedIn(dir: string, handler: string): string {
+  try {
+    decodeIn(dir, handler);
+  } catch (error) {
+    assertStrict.ok(error instanceof TaskRejectedError, String(error));
+    return error.message;
+  }
+  throw new Error(`${handler} was not rejected`);
+}
+
+Deno.test("a handler symlinked outside the functions folder, or into /proc, is rejected", () => {
+  withLinks({ leak: "/proc/self/environ", out: "OUTSIDE", dev: "/dev/zero" }, (dir) => {
+    assertMatch(
+      rejectedIn(dir, "leak"),
+      /^handler leak is a symlink to \/proc\/\d+\/environ, which is under \/proc: only links that stay inside .* are run$/,
+    );
+    assertMatch(
+      rejectedIn(dir, "out"),
+      /^handler out is a symlink to \/\S+\.ts, outside .*: only links that stay inside .* are run$/,
+    );
+    assertMatch(
+      rejectedIn(dir, "dev"),
+      /^handler dev is a symlink to \/dev\/zero, which is under \/dev/,
+    );
+  });
+});
+
+Deno.test("a handler symlinked inside the functions folder runs from its real path", () => {
+  withLinks({ alias: "echo.ts", dangling: "missing.ts" }, (dir) => {
+    const task = decodeIn(dir, "alias");
+    assertEquals([task.handler, task.file], ["alias", `${dir}/echo.ts`]);
+    assertEquals(decodeIn(dir, "echo").file, `${dir}/echo.ts`);
+    assertMatch(rejectedIn(dir, "dangling"), /^unknown handler dangling: no file /);
+  });
 });

@@ -7,6 +7,7 @@ import { assertEquals, assertMatch } from "../helpers/assert.ts";
 import {
   brokers,
   createTopic,
+  FIXTURES,
   kafkaClients,
   RunnerProcess,
   testKafka,
@@ -54,4 +55,43 @@ Deno.test("a handler header repeated with different values is rejected by the ru
       .messages.map((m) => [m.offset, m.handler]);
   assertEquals(await listed("returns_value"), [], "replay lists no task the runner rejected");
   assertEquals(await listed("echo"), [[1, "echo"], [2, "echo"]]);
+});
+
+Deno.test("a symlinked handler runs when it stays in the functions folder; one into /proc is rejected", async () => {
+  const dir = Deno.realPathSync(await Deno.makeTempDir({ prefix: "task-runner-functions-" }));
+  try {
+    await Deno.copyFile(`${FIXTURES}/echo.ts`, `${dir}/echo.ts`);
+    await Deno.symlink("echo.ts", `${dir}/alias.ts`);
+    await Deno.symlink("/proc/self/environ", `${dir}/leak.ts`);
+    const topic = unique("symlinks");
+    const canary = `canary-${crypto.randomUUID()}`;
+    await using runner = RunnerProcess.onTopic(topic, {
+      TOPIC_PARTITIONS: "1",
+      FUNCTIONS_DIR: dir,
+      AAA_CANARY: canary, // early in the environment: the snippet of a syntax error shows its start
+    });
+    await runner.ready();
+    for (const handler of ["leak", "alias"]) {
+      await kcatWithHeaders(topic, '{"n":1}', [["php_worker", handler]]);
+    }
+    const [leak, alias] = await runner.waitForOutcomes(2);
+    assertEquals([leak.handler, leak.outcome, alias.handler, alias.outcome], [
+      "leak",
+      "rejected",
+      "alias",
+      "ok",
+    ]);
+    assertMatch(
+      String(leak.reason),
+      /^handler leak is a symlink to \/proc\/\d+\/environ, which is under \/proc/,
+    );
+    assertEquals(JSON.parse(runner.output("alias")[0]).payload, { n: 1 });
+    assertEquals(
+      runner.raw.filter((line) => line.includes(canary)),
+      [],
+      "no log line shows the environment",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
