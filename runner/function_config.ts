@@ -15,6 +15,7 @@
  * ```
  * @module
  */
+import { posix } from "node:path";
 import { MAX_TIMER_MS, TIMER_RULE } from "./config.ts";
 import { FunctionsConfigError } from "./errors.ts";
 import { HANDLER_NAME_PATTERN } from "./handler_name.ts";
@@ -35,6 +36,12 @@ export interface FunctionGrants {
   allowSys?: string[];
   /** Fixed environment variables set for the handler (readable only with allowEnv or these keys). */
   env?: Record<string, string>;
+  /**
+   * Names in `env` or `allowEnv` that change how a process loads (`LD_*`, `DENO_*`, `NODE_*`:
+   * `LD_PRELOAD` runs code in the child, `DENO_DIR` hands it the runner's module cache), which
+   * the operator accepts anyway. Without them those names are refused. @default none
+   */
+  allowLoaderEnv?: string[];
   /** Per-task timeout for this function, overriding TASK_TIMEOUT_MS; at most 2147483647. */
   timeoutMs?: number;
   /** V8 heap cap for this function in MiB, overriding TASK_MEMORY_MB. */
@@ -99,6 +106,7 @@ const LIST_KEYS = [
   "allowEnv",
   "allowRun",
   "allowSys",
+  "allowLoaderEnv",
 ] as const;
 const KNOWN = new Set<string>([
   ...LIST_KEYS,
@@ -113,6 +121,9 @@ const KNOWN = new Set<string>([
   "warm",
   "prewarm",
 ]);
+
+/** Environment names that change how a process (or the Deno in it) loads: opt-in only. */
+export const LOADER_ENV = /^(LD_|DENO_|NODE_)/i;
 
 /** Most prewarmed sandboxes one function may ask for. */
 const MAX_PREWARM = 10_000;
@@ -155,13 +166,21 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
         ) {
           bad(`${at}.${key}`, "an array of non-empty strings without commas", value);
         }
-        if (
-          (key === "allowRead" || key === "allowWrite") &&
-          (value as string[]).some((p) => !p.startsWith("/"))
-        ) {
-          bad(`${at}.${key}`, "a list of absolute paths", value);
+        let list = [...(value as string[])];
+        if (key === "allowRead" || key === "allowWrite") {
+          if (list.some((p) => !p.startsWith("/"))) {
+            bad(`${at}.${key}`, "a list of absolute paths", value);
+          }
+          // Checked and granted as written, normalised: a ".." would widen what a reader sees.
+          if (list.some((p) => p.split("/").some((part) => part === "." || part === ".."))) {
+            bad(`${at}.${key}`, 'a list of absolute paths without "." or ".." segments', value);
+          }
+          list = list.map((p) => posix.normalize(p).replace(/(.)\/$/, "$1"));
         }
-        grants[key as typeof LIST_KEYS[number]] = [...(value as string[])];
+        if (key === "allowLoaderEnv" && list.some((name) => !LOADER_ENV.test(name))) {
+          bad(`${at}.${key}`, "a list of LD_*, DENO_* or NODE_* names", value);
+        }
+        grants[key as typeof LIST_KEYS[number]] = list;
       } else if (key === "env") {
         if (
           typeof value !== "object" || value === null || Array.isArray(value) ||
@@ -215,9 +234,35 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
         grants[key as "timeoutMs" | "memoryMb"] = value as number;
       }
     }
+    checkLoaderEnv(grants, at, bad);
     table.set(name, Object.freeze(grants));
   }
   return table;
+}
+
+/** `env` and `allowEnv` name no loader variable the operator did not accept in allowLoaderEnv. */
+function checkLoaderEnv(
+  grants: FunctionGrants,
+  at: string,
+  bad: (where: string, must: string, got: unknown) => never,
+): void {
+  const accepted = new Set(grants.allowLoaderEnv ?? []);
+  for (
+    const [key, names] of [["env", Object.keys(grants.env ?? {})], [
+      "allowEnv",
+      grants.allowEnv ?? [],
+    ]] as const
+  ) {
+    const refused = names.filter((n) => LOADER_ENV.test(n) && !accepted.has(n));
+    if (refused.length > 0) {
+      bad(
+        `${at}.${key}`,
+        "free of names that change how a process loads (LD_*, DENO_*, NODE_*); if you mean " +
+          `it, list them in "allowLoaderEnv" too`,
+        refused,
+      );
+    }
+  }
 }
 
 function parseRetries(
