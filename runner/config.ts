@@ -82,6 +82,27 @@ const integer = (min: number, max = Number.MAX_SAFE_INTEGER): Parser => (raw, na
   return n;
 };
 
+/**
+ * The longest time any timeout, grace or backoff may be, in ms: 2^31-1, about 24.8 days.
+ * Timers take a signed 32-bit delay and fire after 1 ms for anything larger, so a bigger value
+ * would kill every task at once. There is no "no timeout": every task ends in one outcome, and
+ * this maximum is the nearest to none.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** What a timer option must be, for error messages. */
+export const TIMER_RULE = (min: number) =>
+  `an integer from ${min} to ${MAX_TIMER_MS} (the longest timer, about 24.8 days; ` +
+  "there is no value for no timeout)";
+
+const timer = (min: number): Parser => (raw, name) => {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > MAX_TIMER_MS) {
+    fail(name, TIMER_RULE(min), raw);
+  }
+  return n;
+};
+
 const text = (pattern: RegExp, must: string): Parser => (raw, name) =>
   pattern.test(raw) ? raw : fail(name, must, raw);
 
@@ -191,7 +212,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "task-timeout-ms",
     env: "TASK_TIMEOUT_MS",
     default: "30000",
-    parse: integer(1),
+    parse: timer(1),
     doc: "Per-task timeout, then SIGTERM, then SIGKILL after the grace period.",
   },
   {
@@ -199,7 +220,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "kill-grace-ms",
     env: "KILL_GRACE_MS",
     default: "5000",
-    parse: integer(0),
+    parse: timer(0),
     doc: "Grace between SIGTERM and SIGKILL.",
   },
   {
@@ -207,7 +228,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "drain-timeout-ms",
     env: "DRAIN_TIMEOUT_MS",
     default: "25000",
-    parse: integer(0),
+    parse: timer(0),
     doc: "On SIGTERM/SIGINT, how long running tasks may finish before they are killed.",
   },
   {

@@ -15,6 +15,8 @@
  * ```
  * @module
  */
+import { posix } from "node:path";
+import { MAX_TIMER_MS, TIMER_RULE } from "./config.ts";
 import { FunctionsConfigError } from "./errors.ts";
 import { HANDLER_NAME_PATTERN } from "./handler_name.ts";
 
@@ -34,7 +36,13 @@ export interface FunctionGrants {
   allowSys?: string[];
   /** Fixed environment variables set for the handler (readable only with allowEnv or these keys). */
   env?: Record<string, string>;
-  /** Per-task timeout for this function, overriding TASK_TIMEOUT_MS. */
+  /**
+   * Names in `env` or `allowEnv` that change how a process loads (`LD_*`, `DENO_*`, `NODE_*`:
+   * `LD_PRELOAD` runs code in the child, `DENO_DIR` hands it the runner's module cache), which
+   * the operator accepts anyway. Without them those names are refused. @default none
+   */
+  allowLoaderEnv?: string[];
+  /** Per-task timeout for this function, overriding TASK_TIMEOUT_MS; at most 2147483647. */
   timeoutMs?: number;
   /** V8 heap cap for this function in MiB, overriding TASK_MEMORY_MB. */
   memoryMb?: number;
@@ -82,9 +90,9 @@ export interface WarmLimits {
 export interface RetryPolicy {
   /** Attempts in all, the first included (so 3 means up to 2 retries). */
   attempts: number;
-  /** Backoff before the first retry, in ms; doubled at each retry. @default 1000 */
+  /** Backoff before the first retry, in ms (at most 2147483647); doubled at each retry. @default 1000 */
   baseMs?: number;
-  /** Longest backoff, in ms. @default 60000 */
+  /** Longest backoff, in ms (at most 2147483647). @default 60000 */
   maxMs?: number;
 }
 
@@ -98,6 +106,7 @@ const LIST_KEYS = [
   "allowEnv",
   "allowRun",
   "allowSys",
+  "allowLoaderEnv",
 ] as const;
 const KNOWN = new Set<string>([
   ...LIST_KEYS,
@@ -112,6 +121,9 @@ const KNOWN = new Set<string>([
   "warm",
   "prewarm",
 ]);
+
+/** Environment names that change how a process (or the Deno in it) loads: opt-in only. */
+export const LOADER_ENV = /^(LD_|DENO_|NODE_)/i;
 
 /** Most prewarmed sandboxes one function may ask for. */
 const MAX_PREWARM = 10_000;
@@ -154,13 +166,21 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
         ) {
           bad(`${at}.${key}`, "an array of non-empty strings without commas", value);
         }
-        if (
-          (key === "allowRead" || key === "allowWrite") &&
-          (value as string[]).some((p) => !p.startsWith("/"))
-        ) {
-          bad(`${at}.${key}`, "a list of absolute paths", value);
+        let list = [...(value as string[])];
+        if (key === "allowRead" || key === "allowWrite") {
+          if (list.some((p) => !p.startsWith("/"))) {
+            bad(`${at}.${key}`, "a list of absolute paths", value);
+          }
+          // Checked and granted as written, normalised: a ".." would widen what a reader sees.
+          if (list.some((p) => p.split("/").some((part) => part === "." || part === ".."))) {
+            bad(`${at}.${key}`, 'a list of absolute paths without "." or ".." segments', value);
+          }
+          list = list.map((p) => posix.normalize(p).replace(/(.)\/$/, "$1"));
         }
-        grants[key as typeof LIST_KEYS[number]] = [...(value as string[])];
+        if (key === "allowLoaderEnv" && list.some((name) => !LOADER_ENV.test(name))) {
+          bad(`${at}.${key}`, "a list of LD_*, DENO_* or NODE_* names", value);
+        }
+        grants[key as typeof LIST_KEYS[number]] = list;
       } else if (key === "env") {
         if (
           typeof value !== "object" || value === null || Array.isArray(value) ||
@@ -203,16 +223,46 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
         }
         grants.prewarm = value as number;
       } else {
-        const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, Number.MAX_SAFE_INTEGER];
+        const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, MAX_TIMER_MS];
         if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
-          bad(`${at}.${key}`, `an integer from ${min} to ${max}`, value);
+          bad(
+            `${at}.${key}`,
+            max === MAX_TIMER_MS ? TIMER_RULE(min) : `an integer from ${min} to ${max}`,
+            value,
+          );
         }
         grants[key as "timeoutMs" | "memoryMb"] = value as number;
       }
     }
+    checkLoaderEnv(grants, at, bad);
     table.set(name, Object.freeze(grants));
   }
   return table;
+}
+
+/** `env` and `allowEnv` name no loader variable the operator did not accept in allowLoaderEnv. */
+function checkLoaderEnv(
+  grants: FunctionGrants,
+  at: string,
+  bad: (where: string, must: string, got: unknown) => never,
+): void {
+  const accepted = new Set(grants.allowLoaderEnv ?? []);
+  for (
+    const [key, names] of [["env", Object.keys(grants.env ?? {})], [
+      "allowEnv",
+      grants.allowEnv ?? [],
+    ]] as const
+  ) {
+    const refused = names.filter((n) => LOADER_ENV.test(n) && !accepted.has(n));
+    if (refused.length > 0) {
+      bad(
+        `${at}.${key}`,
+        "free of names that change how a process loads (LD_*, DENO_*, NODE_*); if you mean " +
+          `it, list them in "allowLoaderEnv" too`,
+        refused,
+      );
+    }
+  }
 }
 
 function parseRetries(
@@ -225,16 +275,16 @@ function parseRetries(
   }
   const { attempts, baseMs = 1000, maxMs = 60_000, ...rest } = value as Record<string, unknown>;
   for (const key of Object.keys(rest)) bad(`${at}.${key}`, "absent (attempts, baseMs, maxMs)", key);
-  const int = (v: unknown, name: string, min: number) => {
-    if (!Number.isSafeInteger(v) || (v as number) < min) {
-      bad(`${at}.${name}`, `an integer >= ${min}`, v);
+  const int = (v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) {
+      bad(`${at}.${name}`, max === MAX_TIMER_MS ? TIMER_RULE(min) : `an integer >= ${min}`, v);
     }
     return v as number;
   };
   const policy = {
     attempts: int(attempts, "attempts", 1),
-    baseMs: int(baseMs, "baseMs", 0),
-    maxMs: int(maxMs, "maxMs", 0),
+    baseMs: int(baseMs, "baseMs", 0, MAX_TIMER_MS),
+    maxMs: int(maxMs, "maxMs", 0, MAX_TIMER_MS),
   };
   if (policy.maxMs < policy.baseMs) bad(`${at}.maxMs`, `at least baseMs (${policy.baseMs})`, maxMs);
   return policy;

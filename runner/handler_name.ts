@@ -33,3 +33,45 @@ export function handlerPath(functionsDir: string, name: string): string {
   }
   return path;
 }
+
+/** A message's headers as kafkajs hands them over: a repeated header is an array of its values. */
+export type MessageHeaders = Readonly<
+  Record<string, string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined>
+>;
+
+const UTF8 = new TextDecoder();
+
+/**
+ * The handler a message names in header `header`, or null when it has none. The one rule of
+ * every reader (the runner, `admin replay`), so that none runs or lists a message as another
+ * function than the rest: a header repeated with the same value names that handler, one
+ * repeated with different values names none and the message is rejected. Values are UTF-8.
+ *
+ * @throws {TaskRejectedError} when the header is repeated with different values.
+ * @example
+ * ```ts
+ * handlerFromHeaders({ php_worker: ["hello", "hello"] }, "php_worker"); // "hello"
+ * ```
+ */
+export function handlerFromHeaders(
+  headers: MessageHeaders | undefined,
+  header: string,
+): string | null {
+  const raw = headers?.[header];
+  if (raw === undefined) return null;
+  const values = (Array.isArray(raw) ? raw : [raw]) as ReadonlyArray<string | Uint8Array>;
+  const texts = values.map((v) => typeof v === "string" ? v : UTF8.decode(v));
+  const distinct = [...new Set(texts)];
+  if (distinct.length > 1) {
+    const shown = distinct.slice(0, 5).map((v) =>
+      JSON.stringify(v.length > 120 ? `${v.slice(0, 120)}…` : v)
+    );
+    throw new TaskRejectedError(
+      `header "${header}" is repeated with different values (${shown.join(", ")}` +
+        `${
+          distinct.length > 5 ? `, and ${distinct.length - 5} more` : ""
+        }): send it once, naming one handler`,
+    );
+  }
+  return distinct[0] ?? null;
+}

@@ -46,3 +46,27 @@ Deno.test("invalid values are refused with the option, the rule and the value", 
     );
   }
 });
+
+Deno.test("timeouts are bounded by the longest timer, 2147483647 ms, and say so", () => {
+  for (const name of ["TASK_TIMEOUT_MS", "KILL_GRACE_MS", "DRAIN_TIMEOUT_MS"]) {
+    assertEquals(
+      Object.values(resolveConfig({}, { [name]: "2147483647" })).includes(2 ** 31 - 1),
+      true,
+    );
+    for (const raw of ["2147483648", String(Number.MAX_SAFE_INTEGER)]) {
+      assertStrict.throws(
+        () => resolveConfig({}, { [name]: raw }),
+        (e: Error) =>
+          e instanceof ConfigError &&
+          e.message.includes(`${name} must be an integer from`) &&
+          e.message.includes("to 2147483647 (the longest timer, about 24.8 days") &&
+          e.message.endsWith(`got "${raw}"`),
+        `${name}=${raw}`,
+      );
+    }
+  }
+  assertStrict.throws(
+    () => resolveConfig({ "task-timeout-ms": "9999999999" }, {}),
+    /--task-timeout-ms must be an integer from 1 to 2147483647/,
+  );
+});

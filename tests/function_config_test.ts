@@ -53,3 +53,78 @@ Deno.test("a missing file means no grants; a broken file is an error", async () 
   await assertStrict.rejects(loadGrants(path), /is not valid JSON/);
   await Deno.remove(path);
 });
+
+Deno.test("timeoutMs and retry backoffs are bounded by the longest timer, 2147483647 ms", () => {
+  const max = 2 ** 31 - 1;
+  const ok = parseGrants({
+    functions: { a: { timeoutMs: max, retries: { attempts: 2, baseMs: max, maxMs: max } } },
+  }, "f.json").get("a");
+  assertEquals(ok, { timeoutMs: max, retries: { attempts: 2, baseMs: max, maxMs: max } });
+  const cases: Array<[unknown, string]> = [
+    [{ timeoutMs: max + 1 }, "functions.a.timeoutMs must be an integer from 1 to 2147483647"],
+    [{ timeoutMs: Number.MAX_SAFE_INTEGER }, "functions.a.timeoutMs must be an integer from 1 to"],
+    [
+      { retries: { attempts: 2, baseMs: max + 1, maxMs: max + 1 } },
+      "functions.a.retries.baseMs must be an integer from 0 to 2147483647",
+    ],
+    [
+      { retries: { attempts: 2, maxMs: 2 ** 40 } },
+      "functions.a.retries.maxMs must be an integer from 0 to 2147483647",
+    ],
+  ];
+  for (const [entry, message] of cases) {
+    assertStrict.throws(
+      () => parseGrants({ functions: { a: entry } }, "f.json"),
+      (e: Error) =>
+        e instanceof FunctionsConfigError && e.message.includes(message) &&
+        e.message.includes("the longest timer, about 24.8 days"),
+      message,
+    );
+  }
+});
+
+Deno.test("paths are normalised; '.' and '..' segments are refused", () => {
+  const ok = parseGrants({
+    functions: { a: { allowRead: ["/srv//data/"], allowWrite: ["/srv/out/"] } },
+  }, "f.json").get("a");
+  assertEquals(ok, { allowRead: ["/srv/data"], allowWrite: ["/srv/out"] });
+  for (const path of ["/srv/out/../../etc", "/srv/./out", "/.."]) {
+    assertStrict.throws(
+      () => parseGrants({ functions: { a: { allowWrite: [path] } } }, "f.json"),
+      (e: Error) =>
+        e instanceof FunctionsConfigError &&
+        e.message.includes(
+          'functions.a.allowWrite must be a list of absolute paths without "." or ".." segments',
+        ) &&
+        e.message.includes(JSON.stringify(path)),
+      path,
+    );
+  }
+});
+
+Deno.test("env and allowEnv names that change how a process loads need allowLoaderEnv", () => {
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ env: { LD_PRELOAD: "/tmp/x.so" } }, "functions.a.env"],
+    [{ env: { DENO_DIR: "/root/.cache/deno" } }, "functions.a.env"],
+    [{ allowEnv: ["NODE_OPTIONS"] }, "functions.a.allowEnv"],
+    [{ allowEnv: ["ld_library_path"] }, "functions.a.allowEnv"],
+  ];
+  for (const [entry, where] of cases) {
+    assertStrict.throws(
+      () => parseGrants({ functions: { a: entry } }, "f.json"),
+      (e: Error) =>
+        e instanceof FunctionsConfigError &&
+        e.message.includes(`${where} must be free of names that change how a process loads`) &&
+        e.message.includes('list them in "allowLoaderEnv"'),
+      JSON.stringify(entry),
+    );
+  }
+  const opted = parseGrants({
+    functions: { a: { env: { NODE_ENV: "production" }, allowLoaderEnv: ["NODE_ENV"] } },
+  }, "f.json").get("a");
+  assertEquals(opted, { env: { NODE_ENV: "production" }, allowLoaderEnv: ["NODE_ENV"] });
+  assertStrict.throws(
+    () => parseGrants({ functions: { a: { allowLoaderEnv: ["PATH"] } } }, "f.json"),
+    /functions\.a\.allowLoaderEnv must be a list of LD_\*, DENO_\* or NODE_\* names/,
+  );
+});

@@ -23,7 +23,7 @@ import {
 } from "../../runner/errors.ts";
 import { type PartitionBounds, partitionBounds, requireTopic, toNumber } from "./log_bounds.ts";
 import { type OffsetRange, readRanges } from "./range_reader.ts";
-import { describe, header, type ReplayedMessage, replayMessage } from "./replay_message.ts";
+import { describe, handlerOf, type ReplayedMessage, replayMessage } from "./replay_message.ts";
 
 export {
   type DeadLetterInfo,
@@ -342,7 +342,7 @@ export async function replay(kafka: Kafka, options: ReplayOptions): Promise<Repl
     groupPrefix: "task-runner-replay",
     onMessage: (partition, message) => {
       read++;
-      const handler = header(message.headers, handlerHeader);
+      const handler = handlerOf(message.headers, handlerHeader);
       if (options.handler !== undefined && handler !== options.handler) {
         skipped++;
         return false;

@@ -8,6 +8,8 @@ import { Buffer } from "node:buffer";
 import type { IHeaders, KafkaMessage, Message } from "kafkajs";
 import { DEAD_LETTER_HEADERS } from "../../runner/report/publisher.ts";
 import { toNumber } from "./log_bounds.ts";
+import { TaskRejectedError } from "../../runner/errors.ts";
+import { handlerFromHeaders } from "../../runner/handler_name.ts";
 
 /** Headers the runner writes start with this; a replay drops them all. */
 export const RUNNER_HEADER_PREFIX = "x-task-runner-";
@@ -61,6 +63,20 @@ export function header(headers: IHeaders | undefined, name: string): string | nu
   return typeof value === "string" ? value : Buffer.from(value).toString("utf8");
 }
 
+/**
+ * The handler a message names, by the runner's own rule ({@link handlerFromHeaders}): null when
+ * it names none, or when its handler header is repeated with different values (the runner
+ * rejects such a message, so it never ran as either).
+ */
+export function handlerOf(headers: IHeaders | undefined, handlerHeader: string): string | null {
+  try {
+    return handlerFromHeaders(headers, handlerHeader);
+  } catch (error) {
+    if (error instanceof TaskRejectedError) return null;
+    throw error;
+  }
+}
+
 function deadLetterInfo(headers: IHeaders | undefined): DeadLetterInfo | null {
   const h = DEAD_LETTER_HEADERS;
   const outcome = header(headers, h.outcome);
@@ -100,7 +116,7 @@ export function describe(
     partition,
     offset: toNumber(message.offset, "offset"),
     timestamp: toNumber(message.timestamp, "timestamp"),
-    handler: header(message.headers, handlerHeader),
+    handler: handlerOf(message.headers, handlerHeader),
     key,
     keyBase64,
     payloadBytes: message.value?.length ?? 0,

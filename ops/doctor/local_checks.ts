@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { hasDefaultExport } from "../../runner/default_export.ts";
 import type { Check, DoctorOptions } from "./doctor.ts";
-import { type GrantsTable, loadGrants } from "../../runner/function_config.ts";
+import { type FunctionGrants, type GrantsTable, loadGrants } from "../../runner/function_config.ts";
 import { HANDLER_NAME_PATTERN } from "../../runner/handler_name.ts";
 
 /** Check 5: the folder exists, each `*.ts` has a callable name and a default export. */
@@ -89,6 +89,98 @@ async function functionsChecks(dir: string): Promise<{ checks: Check[]; handlers
   return { checks, handlers };
 }
 
+/** Folders a write grant on which amounts to owning the machine (or the runner). */
+const SYSTEM_FOLDERS = new Set([
+  "/",
+  "/bin",
+  "/boot",
+  "/dev",
+  "/etc",
+  "/home",
+  "/lib",
+  "/lib64",
+  "/opt",
+  "/proc",
+  "/root",
+  "/sbin",
+  "/sys",
+  "/usr",
+  "/var",
+]);
+
+/** Programs that run whatever they are told: allowRun of one is allowRun of everything. */
+const SHELLS_AND_INTERPRETERS = new Set([
+  "sh",
+  "bash",
+  "dash",
+  "zsh",
+  "ksh",
+  "fish",
+  "csh",
+  "tcsh",
+  "busybox",
+  "env",
+  "sudo",
+  "su",
+  "doas",
+  "nohup",
+  "xargs",
+  "find",
+  "awk",
+  "gawk",
+  "perl",
+  "python",
+  "python3",
+  "ruby",
+  "node",
+  "deno",
+  "bun",
+  "php",
+  "lua",
+  "tclsh",
+  "ssh",
+]);
+
+/** Why `grants` are effectively unrestricted, one sentence and fix each (none: narrow enough). */
+function broadGrants(grants: Readonly<FunctionGrants>): Array<{ what: string; fix: string }> {
+  const quoted = (list: readonly string[]) => list.map((v) => JSON.stringify(v)).join(", ");
+  const found: Array<{ what: string; fix: string }> = [];
+  const readsAll = (grants.allowRead ?? []).filter((p) => p === "/");
+  if (readsAll.length > 0) {
+    found.push({
+      what: `may read every file (allowRead ${quoted(readsAll)})`,
+      fix: "grant only the folders it needs",
+    });
+  }
+  const writesSystem = (grants.allowWrite ?? []).filter((p) => SYSTEM_FOLDERS.has(p));
+  if (writesSystem.length > 0) {
+    found.push({
+      what: `may write a system folder (allowWrite ${quoted(writesSystem)})`,
+      fix: "grant a folder of its own, e.g. /var/lib/task-runner/<function>",
+    });
+  }
+  const runsAnything = (grants.allowRun ?? []).filter((program) => {
+    const base = program.slice(program.lastIndexOf("/") + 1);
+    return SHELLS_AND_INTERPRETERS.has(base) ||
+      SHELLS_AND_INTERPRETERS.has(base.replace(/[\d.]+$/, "")); // python3.12, perl5
+  });
+  if (runsAnything.length > 0) {
+    found.push({
+      what: `may run a shell or interpreter, hence any program (allowRun ${quoted(runsAnything)})`,
+      fix: "grant the one program it needs, by absolute path",
+    });
+  }
+  if ((grants.allowLoaderEnv ?? []).length > 0) {
+    found.push({
+      what: `sets variables that change how a process loads (allowLoaderEnv ${
+        quoted(grants.allowLoaderEnv!)
+      })`,
+      fix: "drop them unless the function cannot work without them",
+    });
+  }
+  return found;
+}
+
 /** Check 6: the functions config file is valid, and names only existing handlers. */
 async function grantsChecks(path: string, handlers: Set<string>): Promise<Check[]> {
   let grants: GrantsTable;
@@ -119,7 +211,15 @@ async function grantsChecks(path: string, handlers: Set<string>): Promise<Check[
     status: "ok",
     message: `${path}: valid, grants for ${grants.size} function(s)`,
   }];
-  for (const name of grants.keys()) {
+  for (const [name, granted] of grants) {
+    for (const { what, fix } of broadGrants(granted)) {
+      checks.push({
+        name: "functions-config",
+        status: "warn",
+        message: `${path}: "${name}" ${what}`,
+        fix,
+      });
+    }
     if (!handlers.has(name)) {
       checks.push({
         name: "functions-config",

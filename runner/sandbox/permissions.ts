@@ -5,7 +5,8 @@
  * mode allows exactly the same.
  * @module
  */
-import { getPriority, setPriority } from "node:os";
+import { getPriority, homedir, setPriority } from "node:os";
+import { join, resolve } from "node:path";
 import { ConfigError, SpawnError } from "../errors.ts";
 import type { FunctionGrants } from "../function_config.ts";
 
@@ -47,16 +48,41 @@ export function sandboxArgs(scope: SandboxScope, mainModule: string): string[] {
   ];
 }
 
+/** Folder inside the runner's Deno cache that sandboxed processes use as their DENO_DIR. */
+export const SANDBOX_DENO_DIR = "task-runner-sandbox";
+
+/**
+ * The DENO_DIR of sandboxed processes: {@link SANDBOX_DENO_DIR} inside the runner's own
+ * (`denoDir`, else Deno's default, `$XDG_CACHE_HOME/deno` or `~/.cache/deno`), never the
+ * runner's itself. Deno lets `require()` (node:module) read any file in the npm cache of its
+ * DENO_DIR without a read grant: a child sharing the runner's could load and run every package
+ * the runner has installed, kafkajs included. Theirs has no npm packages, only the transpiled
+ * loaders and handlers (kept, because a child with no cache at all starts ~150 ms slower).
+ */
+export function sandboxDenoDir(
+  denoDir: string | undefined,
+  hostEnv: Readonly<Record<string, string>>,
+): string {
+  const base = denoDir
+    ? resolve(denoDir)
+    : join(hostEnv.XDG_CACHE_HOME || join(hostEnv.HOME || homedir(), ".cache"), "deno");
+  return join(base, SANDBOX_DENO_DIR);
+}
+
 /**
  * The whole environment of a sandboxed process: nothing from the runner unless granted
- * (`allowEnv` copies from `hostEnv`, `env` sets fixed values).
+ * (`allowEnv` copies from `hostEnv`, `env` sets fixed values), and a DENO_DIR of its own
+ * ({@link sandboxDenoDir}).
  */
 export function sandboxEnv(
   scope: Pick<SandboxScope, "grants">,
   from: { denoDir?: string; hostEnv: Readonly<Record<string, string>> },
 ): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
-  if (from.denoDir) env.DENO_DIR = from.denoDir;
+  const env: Record<string, string> = {
+    NO_COLOR: "1",
+    DENO_NO_UPDATE_CHECK: "1",
+    DENO_DIR: sandboxDenoDir(from.denoDir, from.hostEnv),
+  };
   for (const name of scope.grants?.allowEnv ?? []) {
     const value = from.hostEnv[name];
     if (value !== undefined) env[name] = value;

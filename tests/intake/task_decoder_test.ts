@@ -1,13 +1,112 @@
+/**
+ * The task decoder without a broker: messages as kafkajs hands them over (repeated headers
+ * come as arrays), decoded against the fixture functions folder.
+ */
 import { Buffer } from "node:buffer";
 import type { KafkaMessage } from "kafkajs";
-import { assertEquals } from "../helpers/assert.ts";
-import { FIXTURES } from "../helpers/harness.ts";
-import { TaskDecoder } from "../../runner/intake/task_decoder.ts";
+import assertStrict from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { decodeTask, TaskDecoder } from "../../runner/intake/task_decoder.ts";
 import { TaskRejectedError } from "../../runner/errors.ts";
+import { assertEquals, assertMatch } from "../helpers/assert.ts";
+
+const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
+const OPTIONS = { handlerHeader: "php_worker", functionsDir: FIXTURES, maxPayloadBytes: 1024 };
+
+function message(headers: KafkaMessage["headers"]): KafkaMessage {
+  return {
+    key: null,
+    value: Buffer.from("{}"),
+    headers,
+    offset: "7",
+    timestamp: "1700000000000",
+    attributes: 0,
+  } as KafkaMessage;
+}
+
+function rejection(headers: KafkaMessage["headers"]): string {
+  try {
+    decodeTask("t", 0, message(headers), OPTIONS);
+  } catch (error) {
+    assertStrict.ok(error instanceof TaskRejectedError, String(error));
+    return error.message;
+  }
+  throw new Error("the message was not rejected");
+}
+
+Deno.test("a handler header repeated with different values is rejected, naming them", () => {
+  assertEquals(
+    rejection({ php_worker: [Buffer.from("hello"), Buffer.from("echo")] }),
+    'header "php_worker" is repeated with different values ("hello", "echo"): ' +
+      "send it once, naming one handler",
+  );
+});
+
+Deno.test("a handler header repeated with the same value is that handler", () => {
+  const task = decodeTask("t", 0, message({ php_worker: [Buffer.from("echo"), "echo"] }), OPTIONS);
+  assertEquals([task.handler, task.fields.headers.php_worker], ["echo", "echo"]);
+});
+
+/** A functions folder with echo.ts and the given symlinks (name -> target), removed after. */
+function withLinks(links: Record<string, string>, body: (dir: string) => void): void {
+  const dir = Deno.realPathSync(Deno.makeTempDirSync({ prefix: "task-runner-functions-" }));
+  const outside = Deno.makeTempFileSync({ suffix: ".ts" });
+  try {
+    Deno.copyFileSync(`${FIXTURES}echo.ts`, `${dir}/echo.ts`);
+    Deno.writeTextFileSync(outside, "export default () => 1;\n");
+    for (const [name, target] of Object.entries(links)) {
+      Deno.symlinkSync(target === "OUTSIDE" ? outside : target, `${dir}/${name}.ts`);
+    }
+    body(dir);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+    Deno.removeSync(outside);
+  }
+}
+
+function decodeIn(dir: string, handler: string) {
+  return decodeTask("t", 0, message({ php_worker: handler }), { ...OPTIONS, functionsDir: dir });
+}
+
+function rejectedIn(dir: string, handler: string): string {
+  try {
+    decodeIn(dir, handler);
+  } catch (error) {
+    assertStrict.ok(error instanceof TaskRejectedError, String(error));
+    return error.message;
+  }
+  throw new Error(`${handler} was not rejected`);
+}
+
+Deno.test("a handler symlinked outside the functions folder, or into /proc, is rejected", () => {
+  withLinks({ leak: "/proc/self/environ", out: "OUTSIDE", dev: "/dev/zero" }, (dir) => {
+    assertMatch(
+      rejectedIn(dir, "leak"),
+      /^handler leak is a symlink to \/proc\/\d+\/environ, which is under \/proc: only links that stay inside .* are run$/,
+    );
+    assertMatch(
+      rejectedIn(dir, "out"),
+      /^handler out is a symlink to \/\S+\.ts, outside .*: only links that stay inside .* are run$/,
+    );
+    assertMatch(
+      rejectedIn(dir, "dev"),
+      /^handler dev is a symlink to \/dev\/zero, which is under \/dev/,
+    );
+  });
+});
+
+Deno.test("a handler symlinked inside the functions folder runs from its real path", () => {
+  withLinks({ alias: "echo.ts", dangling: "missing.ts" }, (dir) => {
+    const task = decodeIn(dir, "alias");
+    assertEquals([task.handler, task.file], ["alias", `${dir}/echo.ts`]);
+    assertEquals(decodeIn(dir, "echo").file, `${dir}/echo.ts`);
+    assertMatch(rejectedIn(dir, "dangling"), /^unknown handler dangling: no file /);
+  });
+});
 
 const TP = { topic: "async_task", partition: 3 };
 
-function message(headers: Record<string, string>, value = "{}", key: string | null = null) {
+function kafkaMessage(headers: Record<string, string>, value = "{}", key: string | null = null) {
   return {
     offset: "7",
     key: key === null ? null : Buffer.from(key),
@@ -29,7 +128,7 @@ function decoder(functions = new Map()) {
 }
 
 /** The reason `decode` rejects the message with (fails the test if it does not). */
-function reason(m: KafkaMessage): string {
+function reasonOf(m: KafkaMessage): string {
   try {
     decoder().decode(TP, m);
   } catch (error) {
@@ -40,9 +139,12 @@ function reason(m: KafkaMessage): string {
 }
 
 Deno.test("decode: the handler, its file, the payload as received and the task's fields", () => {
-  const task = decoder().decode(TP, message({ php_worker: "echo", trace: "x" }, '{"a":1}', "k"));
+  const task = decoder().decode(
+    TP,
+    kafkaMessage({ php_worker: "echo", trace: "x" }, '{"a":1}', "k"),
+  );
   assertEquals(task.handler, "echo");
-  assertEquals(task.file, `${FIXTURES}/echo.ts`);
+  assertEquals(task.file, `${FIXTURES}echo.ts`);
   assertEquals(new TextDecoder().decode(task.payload), '{"a":1}');
   assertEquals(task.fields, {
     headers: { php_worker: "echo", trace: "x" },
@@ -55,21 +157,21 @@ Deno.test("decode: the handler, its file, the payload as received and the task's
 });
 
 Deno.test("decode: each rejection names what is wrong", () => {
-  assertEquals(reason(message({})), 'missing header "php_worker" naming the handler');
+  assertEquals(reasonOf(kafkaMessage({})), 'missing header "php_worker" naming the handler');
   assertEquals(
-    reason(message({ php_worker: "a-b" })),
+    reasonOf(kafkaMessage({ php_worker: "a-b" })),
     'invalid handler name "a-b": it must match /^\\w{1,100}$/',
   );
   assertEquals(
-    reason(message({ php_worker: "nope" })),
-    `unknown handler nope: no file ${FIXTURES}/nope.ts`,
+    reasonOf(kafkaMessage({ php_worker: "nope" })),
+    `unknown handler nope: no file ${FIXTURES}nope.ts`,
   );
   assertEquals(
-    reason(message({ php_worker: "echo" }, "x".repeat(65))),
+    reasonOf(kafkaMessage({ php_worker: "echo" }, "x".repeat(65))),
     "payload of 65 bytes is over the limit of 64 (MAX_PAYLOAD_BYTES)",
   );
   assertEquals(
-    reason(message({ php_worker: "echo" }, "")),
+    reasonOf(kafkaMessage({ php_worker: "echo" }, "")),
     "payload is not valid JSON: empty payload",
   );
 });

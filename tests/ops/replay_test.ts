@@ -144,3 +144,10 @@ Deno.test("checkReplayOptions names the option, what it must be and what it was"
     handlerHeader: "php_worker",
   });
 });
+
+Deno.test("describe: a handler header repeated with different values names no handler", () => {
+  const two = { php_worker: [Buffer.from("hello"), Buffer.from("echo")] };
+  assertEquals(describe(0, message({ headers: two }), "php_worker").handler, null);
+  const same = { php_worker: [Buffer.from("echo"), Buffer.from("echo")] };
+  assertEquals(describe(0, message({ headers: same }), "php_worker").handler, "echo");
+});

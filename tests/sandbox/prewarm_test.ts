@@ -377,7 +377,7 @@ Deno.test("prewarmed: the environment is emptied, granted variables pass", async
   started.kill();
   assertEquals((await started.idleExit).signal, "SIGKILL");
   const names = environ.split("\0").filter(Boolean).map((kv) => kv.split("=")[0]).sort();
-  assertEquals(names, ["DENO_NO_UPDATE_CHECK", "NO_COLOR"]);
+  assertEquals(names, ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "NO_COLOR"]); // DENO_DIR: its own
   const names3 = { names: ["SECRET_TOKEN", "MODE", "OTHER"] };
   assertDenied(await runPrewarmed("env_visible", names3), /Requires env access to "SECRET_TOKEN"/);
   const granted = await runPrewarmed("env_visible", names3, {

@@ -214,7 +214,8 @@ Deno.test("the child's process environment is emptied", async () => {
   child.stop("test over", true);
   await child.done;
   const names = environ.split("\0").filter(Boolean).map((kv) => kv.split("=")[0]).sort();
-  assertEquals(names, ["DENO_NO_UPDATE_CHECK", "NO_COLOR"]);
+  assertEquals(names, ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "NO_COLOR"]);
+  assertMatch(environ, /(^|\0)DENO_DIR=[^\0]*\/task-runner-sandbox\0/); // not the runner's
 });
 
 Deno.test("granted: only granted variables are passed and readable", async () => {

@@ -128,7 +128,8 @@ Deno.test("a warm process has task mode's arguments and an emptied environment",
     const environ = await Deno.readTextFile(`/proc/${task.pid}/environ`);
     const cmdline = (await Deno.readTextFile(`/proc/${task.pid}/cmdline`)).split("\0");
     const names = environ.split("\0").filter(Boolean).map((kv) => kv.split("=")[0]).sort();
-    assertEquals(names, ["DENO_NO_UPDATE_CHECK", "NO_COLOR"]);
+    assertEquals(names, ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "NO_COLOR"]);
+    assertMatch(environ, /(^|\0)DENO_DIR=[^\0]*\/task-runner-sandbox\0/); // not the runner's
     const expected = sandboxArgs({ file: `${FIXTURES}sleeps.ts`, memoryMb: 64 }, "LOADER");
     assertEquals(cmdline.slice(1, expected.length), expected.slice(0, -1));
     assertMatch(cmdline[expected.length], /runner\/sandbox\/child\/warm_loader\.ts$/);

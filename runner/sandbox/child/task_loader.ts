@@ -50,6 +50,33 @@ const writeStderr = Deno.stderr.writeSync.bind(Deno.stderr);
 const readSync: Read = Deno.stdin.readSync.bind(Deno.stdin);
 const read: Read = Deno.stdin.read.bind(Deno.stdin);
 const exit: (code: number) => never = Deno.exit;
+const then = Promise.prototype.then;
+
+// No persistent web storage: Deno keys localStorage and the Cache API by the main module, which
+// is always this loader, so every function would share one store on disk (and Cache API writes
+// need no write grant). Removed before any handler code runs; nothing else reaches them.
+for (
+  const name of ["localStorage", "sessionStorage", "caches", "CacheStorage", "Cache", "Storage"]
+) {
+  Reflect.deleteProperty(globalThis, name);
+}
+
+// Deno.exit runs the `unload` listeners first unless this flag is set, and a handler's listener
+// could keep the process alive there for ever. `leaving` is set only when the runner is gone, so
+// that a normal exit still runs them; the handler cannot redefine the property.
+let leaving = false;
+let unloadDispatched = false;
+Object.defineProperty(globalThis, Symbol.for("Deno.isUnloadDispatched"), {
+  get: () => leaving || unloadDispatched,
+  set: (value) => unloadDispatched = Boolean(value),
+  configurable: false,
+});
+
+/** End of input: the runner is gone. Exit at once; there is no one left to tell why. */
+function leave(code: number): never {
+  leaving = true;
+  exit(code);
+}
 
 function writeLine(text: string): void {
   const bytes = encode(`${text}\n`);
@@ -57,8 +84,11 @@ function writeLine(text: string): void {
 }
 
 function die(code: number, message: string): never {
-  writeLine(`task-runner: ${message}`);
-  exit(code);
+  try {
+    writeLine(`task-runner: ${message}`);
+  } finally {
+    exit(code); // even when stderr is broken: a failed write must not leave the process running
+  }
 }
 
 /**
@@ -76,7 +106,7 @@ async function readTask(read: Read): Promise<{ envelope: Envelope; payload: unkn
         buffer = bigger;
       }
       const n = await read(apply(subarray, buffer, [length]));
-      if (n === null) die(66, `stdin ended after ${length} bytes, before the whole task`);
+      if (n === null) leave(66); // the runner is gone before the whole task came
       length += n;
     }
   };
@@ -116,11 +146,13 @@ async function importHandler(name: string, url: string): Promise<Handler> {
 
 // Lifeline: the runner holds stdin open until this process exits. End of input means the
 // runner is gone (even after SIGKILL), so the task ends too rather than live on as an orphan.
-// An event, not a timer: a pending timer alone costs a no-op task ~9 ms of start-up.
+// An event, not a timer: a pending timer alone costs a no-op task ~9 ms of start-up. Through
+// the captured `then`, with no rejection left for a handler's listener to swallow: exit first.
 function holdLifeline(): void {
-  Promise.resolve(read(new Bytes(1))).then((n) => {
-    if (n === null) die(124, "the runner is gone (stdin closed); stopping");
-  });
+  apply(then, read(new Bytes(1)), [
+    (n: number | null) => n === null && leave(124),
+    () => leave(124),
+  ]);
 }
 
 const [preloadName, preloadUrl, readyToken] = Deno.args;

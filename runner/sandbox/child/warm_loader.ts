@@ -66,6 +66,32 @@ const parse = JSON.parse;
 const stringify = JSON.stringify;
 const current = new AsyncLocalStorage<number>();
 
+// No persistent web storage: Deno keys localStorage and the Cache API by the main module, which
+// is always this loader, so every function would share one store on disk (and Cache API writes
+// need no write grant). Removed before any handler code runs; nothing else reaches them.
+for (
+  const name of ["localStorage", "sessionStorage", "caches", "CacheStorage", "Cache", "Storage"]
+) {
+  Reflect.deleteProperty(globalThis, name);
+}
+
+// Deno.exit runs the `unload` listeners first unless this flag is set, and a handler's listener
+// could keep the process alive there for ever. `leaving` is set only at end of input (the
+// runner is gone or retires this process); the handler cannot redefine the property.
+let leaving = false;
+let unloadDispatched = false;
+Object.defineProperty(globalThis, Symbol.for("Deno.isUnloadDispatched"), {
+  get: () => leaving || unloadDispatched,
+  set: (value) => unloadDispatched = Boolean(value),
+  configurable: false,
+});
+
+/** End of input: exit at once, before anything else (there may be no one left to tell). */
+function leave(): never {
+  leaving = true;
+  exit(0);
+}
+
 let input = new Uint8Array(64 * 1024);
 let start = 0;
 let end = 0;
@@ -80,7 +106,12 @@ async function fill(): Promise<boolean> {
     end -= start;
     start = 0;
   }
-  const n = await readStdin(input.subarray(end));
+  let n: number | null;
+  try {
+    n = await readStdin(input.subarray(end));
+  } catch {
+    n = null; // a broken stdin is the runner gone, like its end
+  }
   if (n === null) return false;
   end += n;
   return true;
@@ -264,7 +295,7 @@ function startWaiting(): void {
 
 for (;;) {
   const line = await readLine();
-  if (line === null) exit(0);
+  if (line === null) leave();
   let frame: TaskFrame;
   try {
     frame = parse(line);
@@ -272,7 +303,7 @@ for (;;) {
     fatal(66, `cannot read a task header from stdin: ${(error as Error).message}`);
   }
   const payload = await readBytes(frame.payloadBytes);
-  if (payload === null) exit(0);
+  if (payload === null) leave();
   frame.payload = payload;
   waiting.push(frame);
   startWaiting();
