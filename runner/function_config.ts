@@ -52,7 +52,7 @@ export interface FunctionGrants {
    * @default "at-most-once"
    */
   delivery?: "at-most-once" | "at-least-once";
-  /** Re-run `failed` and `timeout` tasks with exponential backoff and full jitter. @default none */
+  /** Re-run `failed` and `timeout` tasks with exponential backoff and equal jitter. @default none */
   retries?: RetryPolicy;
   /** Topic that receives the handler's JSON return value, keyed like the task. @default none */
   resultTopic?: string;
