@@ -7,24 +7,15 @@ import type { Admin, Kafka, Producer } from "kafkajs";
 import type { RunnerConfig } from "./config.ts";
 import { TaskConsumer } from "./intake/consumer.ts";
 import { type DeliveryPolicy, deliveryPolicy } from "./dispatch/delivery_policy.ts";
-import { Dispatcher, type DispatcherHooks, type Job } from "./dispatch/dispatcher.ts";
-import { SpawnError } from "./errors.ts";
+import { Dispatcher, type DispatcherHooks } from "./dispatch/dispatcher.ts";
 import type { GrantsTable } from "./function_config.ts";
 import { createProducer, ensureTopic } from "./kafka/client.ts";
 import { logger } from "./report/logging.ts";
 import { Pool } from "./dispatch/concurrency_cap.ts";
-import { logPrewarmEvent, prewarmedFunctions, Prewarmer } from "./sandbox/prewarm.ts";
 import { Publisher } from "./report/publisher.ts";
-import {
-  type ChildResult,
-  type ProcessScope,
-  type RunningChild,
-  Sandbox,
-  type StartedProcess,
-} from "./sandbox/task_sandbox.ts";
-import { WarmSandboxes } from "./sandbox/warm_sandbox.ts";
+import { TaskExecutor } from "./sandbox/executor.ts";
 import { decodeTask } from "./intake/task_decoder.ts";
-import { contextOf, type TaskObserver, TaskReporter } from "./report/task_reporter.ts";
+import { type TaskObserver, TaskReporter } from "./report/task_reporter.ts";
 
 export type { Outcome, TaskObserver } from "./report/task_reporter.ts";
 
@@ -42,8 +33,6 @@ export interface RunnerOptions {
   settings: RunnerSettings;
   /** Per-function grants and delivery settings. @default none */
   grants?: GrantsTable;
-  /** The sandbox that spawns children. @default a Sandbox with `settings.killGraceMs` */
-  sandbox?: Sandbox;
   /** Told of outcomes and spawn failures. @default none */
   observer?: TaskObserver;
 }
@@ -56,20 +45,13 @@ export class Runner {
   readonly #settings: RunnerSettings;
   readonly #grants: GrantsTable;
   readonly #policies = new Map<string, DeliveryPolicy>();
-  readonly #sandbox: Sandbox;
   readonly #kafka: Kafka;
   readonly #pool: Pool;
   readonly #consumer: TaskConsumer;
   readonly #dispatcher: Dispatcher;
-  readonly #live = new Set<RunningChild>();
-  /** Processes started for jobs whose commit is on its way (see the dispatcher's `prepare`). */
-  readonly #prepared = new Map<Job, { process: StartedProcess; at: number }>();
-  /** Warm processes of functions with `isolation: "function"`, one pool set per function. */
-  readonly #warm = new Map<string, WarmSandboxes>();
-  /** Prewarmed children of task-mode functions (PREWARM, functions.json `prewarm`). */
-  readonly #prewarm: Prewarmer;
+  /** Where jobs get their processes and run. */
+  readonly #executor: TaskExecutor;
   readonly #log = logger("runner");
-  readonly #taskLog = logger("task");
   readonly #observer: TaskObserver | undefined;
   readonly #fatal = Promise.withResolvers<Error>();
   #assigned = 0;
@@ -85,12 +67,6 @@ export class Runner {
     this.#settings = options.settings;
     this.#grants = options.grants ?? new Map();
     this.#kafka = options.kafka;
-    this.#sandbox = options.sandbox ?? new Sandbox({
-      killGraceMs: options.settings.killGraceMs,
-      nice: options.settings.taskNice,
-      hostEnv: Deno.env.toObject(),
-      denoDir: Deno.env.get("DENO_DIR"),
-    });
     this.#observer = options.observer;
     this.#pool = new Pool(options.settings.maxRunning);
     this.#consumer = new TaskConsumer(this.#kafka, {
@@ -100,12 +76,11 @@ export class Runner {
     });
     this.#dispatcher = new Dispatcher({ pool: this.#pool, hooks: this.#hooks() });
     // After the dispatcher: a freed slot goes to waiting work before a prewarmed child.
-    this.#prewarm = new Prewarmer({
-      sandbox: this.#sandbox,
-      pool: this.#pool,
-      count: this.#settings.prewarm,
-      functions: prewarmedFunctions(this.#grants, this.#settings),
-      onEvent: logPrewarmEvent,
+    this.#executor = new TaskExecutor({
+      settings: this.#settings,
+      grants: this.#grants,
+      cap: this.#pool,
+      observer: this.#observer,
     });
     this.#watchConsumer();
   }
@@ -141,7 +116,7 @@ export class Runner {
   /** Create the topic if needed, join the group and start consuming. */
   start(): Promise<void> {
     this.#started ??= (async () => {
-      this.#prewarm.start();
+      this.#executor.start();
       this.#admin = this.#kafka.admin();
       await this.#admin.connect();
       const { topic, topicPartitions, deadLetterTopic } = this.#settings;
@@ -178,7 +153,7 @@ export class Runner {
           drainTimeoutMs: this.#settings.drainTimeoutMs,
         },
       );
-      await this.#prewarm.close(); // idle prewarmed children first: they hold no task
+      await this.#executor.stopPrewarming(); // idle prewarmed children first: they hold no task
       await this.#started?.catch(() => {});
       this.#dispatcher.stop();
       this.#consumer.pause();
@@ -196,7 +171,7 @@ export class Runner {
         );
       }
       await this.#dispatcher.settled();
-      await Promise.all([...this.#warm.values()].map((warm) => warm.close()));
+      await this.#executor.close();
       await this.#dispatcher.flushCommits();
       await this.#consumer.disconnect().catch((error) =>
         this.#log.error("Consumer did not stop cleanly: {error}", { error: String(error) })
@@ -213,40 +188,18 @@ export class Runner {
    * once), recording why. Resolves when they have all exited and their outcomes are logged.
    */
   async kill(why: string, force = false): Promise<void> {
-    for (const child of this.#live) child.stop(why, force);
+    await this.#executor.kill(why, force);
     await this.#dispatcher.settled();
-  }
-
-  /** The task-mode sandbox (through the prewarmer), or the function's warm sandboxes. */
-  #sandboxFor(handler: string): Pick<Sandbox, "spawn"> {
-    const grants = this.#grants.get(handler);
-    if (grants?.isolation !== "function") return this.#prewarm;
-    let warm = this.#warm.get(handler);
-    if (!warm) {
-      warm = new WarmSandboxes({
-        killGraceMs: this.#settings.killGraceMs,
-        nice: this.#settings.taskNice,
-        hostEnv: Deno.env.toObject(),
-        denoDir: Deno.env.get("DENO_DIR"),
-        ...grants.warm,
-        onSandboxOutput: (output) =>
-          this.#taskLog.warn("{handler} warm sandbox pid {pid} {stream}: {line}", { ...output }),
-      });
-      this.#warm.set(handler, warm);
-    }
-    return warm;
   }
 
   /** Idle prewarmed children now, over all functions. */
   get prewarmedIdle(): number {
-    return this.#prewarm.idle;
+    return this.#executor.prewarmedIdle;
   }
 
   /** Warm processes alive now, over all functions. */
   get warmProcesses(): number {
-    let n = 0;
-    for (const warm of this.#warm.values()) n += warm.stats().processes;
-    return n;
+    return this.#executor.warmProcesses;
   }
 
   #policy(handler: string): DeliveryPolicy {
@@ -265,12 +218,9 @@ export class Runner {
           maxPayloadBytes: s.maxPayloadBytes,
         }),
       policyFor: (handler) => this.#policy(handler),
-      execute: (job) => this.#execute(job),
-      prepare: (job) => this.#prepare(job),
-      discard: (job) => {
-        this.#prepared.get(job)?.process.kill();
-        this.#prepared.delete(job);
-      },
+      execute: (job) => this.#executor.execute(job),
+      prepare: (job) => this.#executor.prepare(job),
+      discard: (job) => this.#executor.discard(job),
       commit: (topic, partition, commit) => this.#consumer.commit(topic, partition, commit),
       committed: async (topic, partition) => {
         const [offsets] = await this.#admin!.fetchOffsets({ groupId: s.groupId, topics: [topic] });
@@ -290,78 +240,6 @@ export class Runner {
           error: error.message,
         }),
     };
-  }
-
-  /**
-   * Start a task-mode process for `job` while its commit is on its way; `#execute` gives it the
-   * task. Functions with prewarmed children or warm processes have theirs ready already.
-   */
-  #prepare(job: Job): void {
-    const scope = this.#scopeOf(job);
-    if (scope.grants?.isolation === "function" || this.#prewarm.prewarms(scope.handler)) return;
-    try {
-      const process = this.#sandbox.start(scope);
-      this.#prepared.set(job, { process, at: performance.now() });
-    } catch {
-      // `#execute` starts it again and reports the failure as the task's outcome.
-    }
-  }
-
-  /** What decides which process may run `job`: handler, file, heap cap and grants. */
-  #scopeOf(job: Job): ProcessScope {
-    const { handler, file } = job.task;
-    const grants = this.#grants.get(handler);
-    return { handler, file, memoryMb: grants?.memoryMb ?? this.#settings.memoryMb, grants };
-  }
-
-  async #execute(job: Job): Promise<ChildResult> {
-    const context = contextOf(job);
-    const scope = this.#scopeOf(job);
-    const prepared = this.#prepared.get(job);
-    this.#prepared.delete(job);
-    const started = prepared?.at ?? performance.now();
-    let child: RunningChild;
-    try {
-      const task = {
-        ...scope,
-        task: { ...job.task.fields, attempt: job.attempt },
-        payload: job.task.payload,
-        timeoutMs: scope.grants?.timeoutMs ?? this.#settings.taskTimeoutMs,
-        onOutput: (stream: "stdout" | "stderr", line: string, truncated: boolean) => {
-          const props = { ...context, stream, line, truncated };
-          if (stream === "stdout") this.#taskLog.info("{handler} {stream}: {line}", props);
-          else this.#taskLog.warn("{handler} {stream}: {line}", props);
-        },
-      };
-      child = prepared
-        ? prepared.process.attach(task)
-        : this.#sandboxFor(job.task.handler).spawn(task);
-    } catch (error) {
-      this.#observer?.spawnFailed(job.task.handler);
-      const reason = error instanceof SpawnError ? error.message : String(error);
-      return {
-        outcome: "failed",
-        reason: `spawn failed: ${reason}`,
-        code: -1,
-        signal: null,
-        droppedBytes: 0,
-      };
-    }
-    this.#live.add(child);
-    this.#taskLog.debug("Started {handler} pid {pid}, {running} running", {
-      ...context,
-      pid: child.pid,
-      attempt: job.attempt,
-      running: this.#pool.running,
-      // Runner overhead from slot to spawn, from slot to the task handed over (an at-most-once
-      // commit included), and time spent waiting for a slot.
-      dispatchMs: (prepared?.at ?? performance.now()) - job.readyAt,
-      handoverMs: performance.now() - job.readyAt,
-      queuedMs: job.readyAt - job.fetchedAt,
-    });
-    const result = await child.done;
-    this.#live.delete(child);
-    return { ...result, durationMs: performance.now() - started };
   }
 
   #watchConsumer(): void {

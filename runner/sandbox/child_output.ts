@@ -8,17 +8,15 @@
  * the result line (prefixed with the task's nonce).
  * @module
  */
+import { MAX_RESULT_BYTES } from "./child/protocol.ts";
 import { type PumpLimits, pumpLines } from "./output_lines.ts";
-
-/** Largest return value carried back from a handler. */
-const MAX_RESULT_BYTES = 1_048_576;
 /** A nonce (`crypto.randomUUID()`) and the space after it. */
 const NONCE_PREFIX_BYTES = 37;
 
 /** Where a task's output lines go. */
 export type OnOutput = (stream: "stdout" | "stderr", line: string, truncated: boolean) => void;
 
-/** See the module documentation. */
+/** A task-mode child's output: its lines, its ready line and its result line. */
 export class ChildOutput {
   /** Resolves with the bytes dropped over the budgets once both streams have ended. */
   readonly ended: Promise<number>;

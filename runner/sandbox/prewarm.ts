@@ -25,19 +25,10 @@
  * timeout applies to it then, and it runs even if the child is evicted before any task).
  * @module
  */
-import type { GrantsTable } from "../function_config.ts";
-import { handlerPath } from "../handler_name.ts";
-import { logger } from "../report/logging.ts";
 import type { Pool, Reservation } from "../dispatch/concurrency_cap.ts";
 import { fileVersion } from "./permissions.ts";
-import {
-  type IdleExit,
-  type ProcessScope,
-  type RunningChild,
-  type Sandbox,
-  type SandboxTask,
-  type StartedProcess,
-} from "./task_sandbox.ts";
+import type { ProcessScope, ProcessSource, RunningChild, SandboxTask } from "./process_source.ts";
+import type { IdleExit, PrewarmedProcess, Sandbox } from "./task_sandbox.ts";
 
 /** Why the prewarmer killed an idle child. */
 export type KillReason = "evicted" | "file changed" | "scope changed" | "closed";
@@ -64,7 +55,7 @@ export interface PrewarmedFunction {
 /** Options of a {@link Prewarmer}. */
 export interface PrewarmerOptions {
   /** Starts the children, and runs tasks cold when no child is idle. */
-  sandbox: Pick<Sandbox, "start" | "spawn">;
+  sandbox: Pick<Sandbox, "prewarm" | "spawn">;
   /** The cap: each idle child holds a reservation in it. */
   pool: Pool;
   /** Idle children kept per function from its first task on (PREWARM). @default 0 */
@@ -76,7 +67,7 @@ export interface PrewarmerOptions {
 }
 
 interface Idle {
-  process: StartedProcess;
+  process: PrewarmedProcess;
   reservation: Reservation;
   /** The handler file's version when the child was started. */
   version: string;
@@ -97,8 +88,8 @@ interface Entry {
 }
 
 /**
- * Keeps prewarmed children per function and hands them to tasks. `spawn` has the contract of
- * `Sandbox.spawn`, so a runner routes task-mode functions here.
+ * Keeps prewarmed children per function and hands them to tasks; a {@link ProcessSource} for
+ * the task-mode functions whose count is not 0 (see {@link Prewarmer.prewarms}).
  *
  * @example
  * ```ts
@@ -108,8 +99,8 @@ interface Entry {
  * await prewarmer.close(); // kills the idle children
  * ```
  */
-export class Prewarmer {
-  readonly #sandbox: Pick<Sandbox, "start" | "spawn">;
+export class Prewarmer implements ProcessSource {
+  readonly #sandbox: Pick<Sandbox, "prewarm" | "spawn">;
   readonly #pool: Pool;
   readonly #count: number;
   readonly #functions: readonly PrewarmedFunction[];
@@ -154,7 +145,7 @@ export class Prewarmer {
 
   /** True when `handler`'s tasks may find a prewarmed child (its count is not 0). */
   prewarms(handler: string): boolean {
-    return this.#countFor(handler) > 0 && !this.#closed;
+    return this.#countFor(handler) > 0;
   }
 
   /** How many children `handler` keeps ready: its own count, else the global one. */
@@ -275,10 +266,10 @@ export class Prewarmer {
     });
     if (!reservation) return false;
     const { version, error } = fileVersion(entry.scope.file);
-    let process: StartedProcess;
+    let process: PrewarmedProcess;
     try {
       if (error) throw error;
-      process = this.#sandbox.start(entry.scope, { preload: true });
+      process = this.#sandbox.prewarm(entry.scope, { importHandler: true });
     } catch (error) {
       reservation.release();
       entry.paused = version;
@@ -337,58 +328,11 @@ export class Prewarmer {
   }
 
   /** Kill a child without a task; `close()` waits for its exit. */
-  #reap(process: StartedProcess): void {
+  #reap(process: PrewarmedProcess): void {
     process.kill();
     const exited = process.idleExit;
     this.#dying.add(exited);
     exited.finally(() => this.#dying.delete(exited));
-  }
-}
-
-/**
- * The functions that have their own `prewarm` count in the functions config (task isolation
- * only), with the scope their children are started with: their handler file in
- * `functionsDir`, their heap cap (or the default) and their grants.
- */
-export function prewarmedFunctions(
-  grants: GrantsTable,
-  defaults: { functionsDir: string; memoryMb: number },
-): PrewarmedFunction[] {
-  return [...grants]
-    .filter(([, g]) => g.prewarm !== undefined && g.isolation !== "function")
-    .map(([handler, g]) => ({
-      scope: {
-        handler,
-        file: handlerPath(defaults.functionsDir, handler),
-        memoryMb: g.memoryMb ?? defaults.memoryMb,
-        grants: g,
-      },
-      count: g.prewarm!,
-    }));
-}
-
-const log = logger("prewarm");
-
-/** Log a prewarmer event: starts and kills at debug, idle exits and failures at warning. */
-export function logPrewarmEvent(event: PrewarmEvent): void {
-  switch (event.kind) {
-    case "started":
-      return log.debug("Prewarmed {handler} pid {pid}", { ...event });
-    case "ready":
-      return log.debug("Prewarmed {handler} pid {pid} ready", { ...event });
-    case "killed":
-      return log.debug("Prewarmed {handler} pid {pid} killed: {why}", { ...event });
-    case "died":
-      return log.warn(
-        "Prewarmed {handler} pid {pid} exited while idle ({reason}); not prewarming {handler} " +
-          "until its file changes, its tasks start cold. Its stderr: {stderr}",
-        { ...event, reason: event.exit.reason, stderr: event.exit.stderr.join("\n") },
-      );
-    case "failed":
-      return log.warn(
-        "Cannot prewarm {handler}: {error}; not prewarming it until its file changes",
-        { ...event },
-      );
   }
 }
 

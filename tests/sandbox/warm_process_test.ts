@@ -9,7 +9,7 @@ import { gone, run, send, until, withWarm } from "../helpers/warm_harness.ts";
 // --- timeouts, crashes and failures --------------------------------------------------------
 
 Deno.test("a timeout kills the process; the task beside it fails as collateral", async () => {
-  await withWarm({ concurrency: 2 }, async (warm) => {
+  await withWarm({ concurrency: 2 }, async (warm, _pids, recycles) => {
     const stuck = send(warm, "sleeps", { ms: 60_000 }, { timeoutMs: 700 });
     const beside = send(warm, "sleeps", { ms: 5_000 });
     assertEquals(stuck.pid, beside.pid);
@@ -22,7 +22,7 @@ Deno.test("a timeout kills the process; the task beside it fails as collateral",
     const after = await run(warm, "sleeps", { ms: 10 });
     assertEquals(after.outcome, "ok");
     assert(after.pid !== s.pid);
-    assertEquals(warm.stats().recycles.timeout, 1);
+    assertEquals(recycles.timeout, 1);
   });
 });
 
@@ -61,14 +61,14 @@ Deno.test("a throwing handler fails its own task only; the process lives on", as
 });
 
 Deno.test("exiting the process fails what ran there; the next task gets another", async () => {
-  await withWarm({}, async (warm) => {
+  await withWarm({}, async (warm, _pids, recycles) => {
     const a = await run(warm, "exits_nonzero");
     assertEquals(a.outcome, "failed");
     assertEquals(a.reason, `exit 3; warm sandbox pid ${a.pid} ended with 1 task in flight`);
     assertEquals(a.stderr, ["about to exit 3"]);
     const b = await run(warm, "exits_nonzero");
     assert(b.pid !== a.pid);
-    assertEquals(warm.stats().recycles.crash, 2);
+    assertEquals(recycles.crash, 2);
   });
 });
 
@@ -91,18 +91,21 @@ Deno.test("a module without a default export fails every task with exit 64", asy
 
 Deno.test("an error that escapes every task ends the process with exit 70", async () => {
   const unattributed: SandboxOutput[] = [];
-  await withWarm({ onSandboxOutput: (o) => unattributed.push(o) }, async (warm) => {
-    const a = await run(warm, "rejects_later");
-    assertEquals(a.result, '"returned first"');
-    assert(await until(() => warm.stats().recycles.crash === 1), "no crash recorded");
-    assert(await gone(a.pid));
-    assertMatch(
-      unattributed.map((o) => o.line).join("\n"),
-      /an error escaped every task: Error: nobody awaits this/,
-    );
-    const b = await run(warm, "rejects_later");
-    assert(b.pid !== a.pid);
-  });
+  await withWarm(
+    { onSandboxOutput: (o) => unattributed.push(o) },
+    async (warm, _pids, recycles) => {
+      const a = await run(warm, "rejects_later");
+      assertEquals(a.result, '"returned first"');
+      assert(await until(() => recycles.crash === 1), "no crash recorded");
+      assert(await gone(a.pid));
+      assertMatch(
+        unattributed.map((o) => o.line).join("\n"),
+        /an error escaped every task: Error: nobody awaits this/,
+      );
+      const b = await run(warm, "rejects_later");
+      assert(b.pid !== a.pid);
+    },
+  );
 });
 
 // --- output ---------------------------------------------------------------------------------

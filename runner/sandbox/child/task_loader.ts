@@ -2,9 +2,8 @@
  * Child side of the sandbox: runs inside the restricted `deno run`, as its main module.
  *
  * It reads one task from stdin (a JSON envelope line, then the raw JSON payload), imports the
- * handler through a variable specifier (so every module of the handler's graph is checked
- * against the read permission, which covers only the handler's own file), calls its default
- * export once and exits. It imports nothing: it runs with almost no permissions.
+ * handler (`handler_module.ts`), calls its default export once and exits. It imports nothing
+ * from outside `child/`: it runs with almost no permissions.
  *
  * Started with no arguments (cold), it reads the task first, then imports the handler.
  * Started prewarmed, with `<handler> <url> <ready token>` as arguments, it first starts an
@@ -13,25 +12,13 @@
  * a handler that fails to load ends the process at once, before any task. A prewarmed process
  * still serves exactly one task.
  *
- * Exit codes the runner translates into words: 0 ok, 1 the handler threw, 64 the module has
- * no default export function, 65 the module failed to load, 66 the task on stdin was
- * unreadable, 67 the handler returned a value that is not JSON, 124 the runner went away
- * while the task ran. A JSON return value goes to stderr as one line prefixed with the nonce
- * the runner sent on stdin.
+ * Exit codes are `EXIT` of `protocol.ts`. A JSON return value goes to stderr as one line
+ * prefixed with the nonce the runner sent on stdin.
  * @module
  */
+import { type Handler, importHandler } from "./handler_module.ts";
+import { type Envelope, EXIT } from "./protocol.ts";
 
-interface Envelope {
-  handler: string;
-  url: string;
-  timeoutMs: number;
-  payloadBytes: number;
-  /** Prefix of the result line on stderr; handlers never see it (it came on stdin). */
-  nonce: string;
-  task: Record<string, unknown>;
-}
-
-type Handler = (task: unknown, ctx: unknown) => unknown;
 type Read = (into: Uint8Array) => number | null | Promise<number | null>;
 
 // Captured before any handler code runs: a prewarmed process runs the handler's top-level code
@@ -76,7 +63,9 @@ async function readTask(read: Read): Promise<{ envelope: Envelope; payload: unkn
         buffer = bigger;
       }
       const n = await read(apply(subarray, buffer, [length]));
-      if (n === null) die(66, `stdin ended after ${length} bytes, before the whole task`);
+      if (n === null) {
+        die(EXIT.badInput, `stdin ended after ${length} bytes, before the whole task`);
+      }
       length += n;
     }
   };
@@ -91,27 +80,8 @@ async function readTask(read: Read): Promise<{ envelope: Envelope; payload: unkn
     await readAtLeast(end);
     return { envelope, payload: parse(decode(apply(subarray, buffer, [newline + 1, end]))) };
   } catch (error) {
-    die(66, `cannot read the task from stdin: ${(error as Error).message}`);
+    die(EXIT.badInput, `cannot read the task from stdin: ${(error as Error).message}`);
   }
-}
-
-async function importHandler(name: string, url: string): Promise<Handler> {
-  let module: Record<string, unknown>;
-  try {
-    module = await import(url);
-  } catch (error) {
-    die(65, `cannot load handler ${name}: ${(error as Error).message}`);
-  }
-  const handler = module.default;
-  if (typeof handler !== "function") {
-    die(
-      64,
-      `handler ${name} has no default export function ` +
-        `(found ${handler === undefined ? "no default export" : typeof handler}); ` +
-        "write `export default async function (task, ctx) { ... }`",
-    );
-  }
-  return handler as Handler;
 }
 
 // Lifeline: the runner holds stdin open until this process exits. End of input means the
@@ -119,25 +89,25 @@ async function importHandler(name: string, url: string): Promise<Handler> {
 // An event, not a timer: a pending timer alone costs a no-op task ~9 ms of start-up.
 function holdLifeline(): void {
   Promise.resolve(read(new Bytes(1))).then((n) => {
-    if (n === null) die(124, "the runner is gone (stdin closed); stopping");
+    if (n === null) die(EXIT.runnerGone, "the runner is gone (stdin closed); stopping");
   });
 }
 
-const [preloadName, preloadUrl, readyToken] = Deno.args;
+const [prewarmName, prewarmUrl, readyToken] = Deno.args;
 let task: { envelope: Envelope; payload: unknown };
 let handler: Handler;
-if (preloadUrl === undefined) {
+if (prewarmUrl === undefined) {
   task = await readTask(readSync);
   holdLifeline();
-  handler = await importHandler(task.envelope.handler, task.envelope.url);
+  handler = await importHandler(task.envelope.handler, task.envelope.url, die);
 } else {
   // An idle prewarmed process whose runner goes away sees end of input here and exits (66).
   const reading = readTask(read);
-  handler = await importHandler(preloadName, preloadUrl);
+  handler = await importHandler(prewarmName, prewarmUrl, die);
   writeLine(`\n${readyToken}`); // on a line of its own, whatever the handler printed before
   task = await reading;
-  if (task.envelope.url !== preloadUrl) {
-    die(66, `a task for ${task.envelope.url} was sent to the process of ${preloadUrl}`);
+  if (task.envelope.url !== prewarmUrl) {
+    die(EXIT.badInput, `a task for ${task.envelope.url} was sent to the process of ${prewarmUrl}`);
   }
   holdLifeline();
 }
@@ -151,7 +121,7 @@ try {
   });
 } catch (error) {
   writeLine(error instanceof Error ? (error.stack ?? String(error)) : String(error));
-  die(1, `handler ${envelope.handler} threw`);
+  die(EXIT.threw, `handler ${envelope.handler} threw`);
 }
 if (result !== undefined) {
   let json: string | undefined;
@@ -159,10 +129,10 @@ if (result !== undefined) {
     json = stringify(result);
   } catch (error) {
     die(
-      67,
+      EXIT.notJson,
       `handler ${envelope.handler} returned a value that is not JSON: ${(error as Error).message}`,
     );
   }
   if (json !== undefined) writeLine(`\n${envelope.nonce} ${json}`);
 }
-exit(0);
+exit(EXIT.ok);
