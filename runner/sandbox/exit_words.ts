@@ -3,7 +3,7 @@
  * loaders, whose codes are `EXIT` of `child/protocol.ts`.
  * @module
  */
-import { EXIT } from "./child/protocol.ts";
+import { EXIT, MAX_RESULT_BYTES } from "./child/protocol.ts";
 
 /**
  * What an exit code means: `task` for a task-mode child, `warm` for a warm process that
@@ -24,12 +24,23 @@ const CODES: Readonly<Record<number, { task?: string; warm?: string }>> = {
     task: "task could not be read from stdin",
     warm: "the warm sandbox could not read its input",
   },
-  [EXIT.notJson]: { task: "the handler returned a value that is not JSON" },
+  [EXIT.notJson]: { task: "the handler returned a value that is not JSON (see its stderr)" },
+  [EXIT.resultTooBig]: {
+    task: `the handler returned a value over ${MAX_RESULT_BYTES} bytes as JSON (the result limit)`,
+  },
   [EXIT.escaped]: {
     warm: "an error escaped every task (uncaught exception or unhandled rejection)",
   },
   [EXIT.runnerGone]: { task: "the runner went away while the task ran" },
 };
+
+/**
+ * A warm task's result status in words (the loader's `r` frame): `handler threw (see its
+ * stderr)`, or the words of the same exit code in task mode.
+ */
+export function describeStatus(status: number): string {
+  return CODES[status]?.task ?? `status ${status}`;
+}
 
 /** What a signal most likely means for a handler process. */
 const SIGNALS: Partial<Record<Deno.Signal, string>> = {

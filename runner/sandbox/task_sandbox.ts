@@ -14,8 +14,8 @@
  */
 import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:url";
 import { SpawnError } from "../errors.ts";
-import type { Envelope } from "./child/protocol.ts";
-import { describeExit } from "./exit_words.ts";
+import { type Envelope, EXIT } from "./child/protocol.ts";
+import { describeExit, describeStatus } from "./exit_words.ts";
 import { ChildOutput } from "./child_output.ts";
 import { KillEscalation, spawnSandboxed } from "./process_group.ts";
 import type {
@@ -228,6 +228,9 @@ function run(
     if (stopReason) {
       const how = signal ? `killed by ${signal}` : describeExit(status.code, null);
       return { ...base, outcome: stopReason.outcome, reason: `${how} ${stopReason.why}` };
+    }
+    if (status.success && output.resultCut) {
+      return { ...base, outcome: "failed", reason: describeStatus(EXIT.resultTooBig) };
     }
     return {
       ...base,

@@ -7,9 +7,9 @@
  */
 import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:url";
 import { EXIT, MAX_RESULT_BYTES } from "./child/protocol.ts";
-import { describeExit } from "./exit_words.ts";
-import { pumpLines } from "./output_lines.ts";
-import { encodeHandshake, encodeTask, newNonce, parseFrame, utf8Length } from "./warm_protocol.ts";
+import { describeExit, describeStatus } from "./exit_words.ts";
+import { pumpLines, utf8Length } from "./output_lines.ts";
+import { encodeHandshake, encodeTask, newNonce, parseFrame } from "./warm_protocol.ts";
 import type { ChildResult, RunningChild, SandboxTask } from "./process_source.ts";
 import { KillEscalation, spawnSandboxed } from "./process_group.ts";
 import type { SpawnSettings } from "./spawn_settings.ts";
@@ -243,8 +243,8 @@ export class WarmProcess {
       const stream = frame.kind === "o" ? "stdout" : "stderr";
       this.#taskLine(frame.id, stream, frame.text, frame.n, truncated);
     } else if (frame.kind === "r") {
-      // Cut: not JSON any more.
-      this.#result(frame.id, truncated ? EXIT.notJson : frame.n, frame.text);
+      // Cut: over the result budget (the loader checks it, so only a forgery gets here).
+      this.#result(frame.id, truncated ? EXIT.resultTooBig : frame.n, frame.text);
     } else if (frame.kind === "f") {
       this.#fatal.push(frame.text);
     } else {
@@ -304,14 +304,8 @@ export class WarmProcess {
         reason: `returned (warm pid ${this.pid})`,
         result,
       });
-    } else if (status === EXIT.notJson) {
-      this.#settle(entry, {
-        ...base,
-        outcome: "failed",
-        reason: "the handler returned a value that is not JSON (see its stderr)",
-      });
     } else {
-      this.#settle(entry, { ...base, outcome: "failed", reason: "handler threw (see its stderr)" });
+      this.#settle(entry, { ...base, outcome: "failed", reason: describeStatus(status) });
     }
   }
 

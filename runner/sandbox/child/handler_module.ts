@@ -1,9 +1,18 @@
 /**
- * Importing a handler module and checking its default export, for both loaders. It runs
- * inside the sandbox and imports nothing.
+ * Importing a handler module and checking its default export, and putting what a handler threw
+ * into words, for both loaders. It runs inside the sandbox.
  * @module
  */
 import { EXIT } from "./protocol.ts";
+
+/** What a handler threw, in words (its stack when it has one), whatever it threw. */
+export function describe(error: unknown): string {
+  try {
+    return error instanceof Error ? (error.stack ?? String(error)) : String(error);
+  } catch {
+    return "(an error that cannot be turned into text)";
+  }
+}
 
 /** A handler: the module's default export. */
 export type Handler = (task: unknown, ctx: unknown) => unknown;

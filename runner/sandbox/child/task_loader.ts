@@ -16,8 +16,8 @@
  * prefixed with the nonce the runner sent on stdin.
  * @module
  */
-import { type Handler, importHandler } from "./handler_module.ts";
-import { type Envelope, EXIT } from "./protocol.ts";
+import { describe, type Handler, importHandler } from "./handler_module.ts";
+import { type Envelope, EXIT, resultJson } from "./protocol.ts";
 
 type Read = (into: Uint8Array) => number | null | Promise<number | null>;
 
@@ -120,19 +120,12 @@ try {
     deadline: new Date(Date.now() + envelope.timeoutMs),
   });
 } catch (error) {
-  writeLine(error instanceof Error ? (error.stack ?? String(error)) : String(error));
+  writeLine(describe(error));
   die(EXIT.threw, `handler ${envelope.handler} threw`);
 }
-if (result !== undefined) {
-  let json: string | undefined;
-  try {
-    json = stringify(result);
-  } catch (error) {
-    die(
-      EXIT.notJson,
-      `handler ${envelope.handler} returned a value that is not JSON: ${(error as Error).message}`,
-    );
-  }
-  if (json !== undefined) writeLine(`\n${envelope.nonce} ${json}`);
+const checked = resultJson(result, { encode, stringify, describe });
+if ("status" in checked) {
+  die(checked.status, `handler ${envelope.handler} returned a value, but ${checked.message}`);
 }
+if (checked.json !== undefined) writeLine(`\n${envelope.nonce} ${checked.json}`);
 exit(EXIT.ok);

@@ -33,8 +33,8 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Console } from "node:console";
 import type { Writable } from "node:stream";
-import { type Handler, importHandler } from "./handler_module.ts";
-import { EXIT, type Handshake, MAX_RESULT_BYTES, type TaskHeader } from "./protocol.ts";
+import { describe, type Handler, importHandler } from "./handler_module.ts";
+import { EXIT, type Handshake, resultJson, type TaskHeader } from "./protocol.ts";
 
 interface TaskFrame extends TaskHeader {
   payload: Uint8Array;
@@ -133,14 +133,6 @@ function sendLines(kind: "o" | "e" | "f", text: string, id = current.getStore() 
   send(frames);
 }
 
-function describe(error: unknown): string {
-  try {
-    return error instanceof Error ? (error.stack ?? String(error)) : String(error);
-  } catch {
-    return "(an error that cannot be turned into text)";
-  }
-}
-
 function fatal(code: number, message: string): never {
   sendLines("f", `task-runner: ${message}`);
   exit(code);
@@ -204,17 +196,13 @@ async function run(frame: TaskFrame): Promise<void> {
     sendLines("e", describe(error));
   }
   let json: string | undefined;
-  if (status === EXIT.ok && value !== undefined) {
-    try {
-      json = stringify(value);
-      const max = MAX_RESULT_BYTES;
-      if (json !== undefined && json.length * 3 > max && encode(json).length > max) {
-        throw new RangeError(`it is over ${max} bytes as JSON`);
-      }
-    } catch (error) {
-      status = EXIT.notJson;
-      json = undefined;
-      sendLines("e", `task-runner: the handler's return value is not JSON: ${describe(error)}`);
+  if (status === EXIT.ok) {
+    const checked = resultJson(value, { encode, stringify, describe });
+    if ("status" in checked) {
+      status = checked.status;
+      sendLines("e", `task-runner: the handler returned a value, but ${checked.message}`);
+    } else {
+      json = checked.json;
     }
   }
   const heap = memoryUsage().heapUsed;
