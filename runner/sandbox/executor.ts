@@ -275,6 +275,13 @@ function logPrewarmEvent(event: PrewarmEvent): void {
           "until its file changes, its tasks start cold. Its stderr: {stderr}",
         { ...event, reason: event.exit.reason, stderr: event.exit.stderr.join("\n") },
       );
+    case "stuck":
+      return prewarmLog.warn(
+        "Prewarmed {handler} pid {pid} did not import its handler within {readyTimeoutMs} ms " +
+          "(its top-level code never finishes, or spins); killed it; not prewarming {handler} " +
+          "until its file changes, its tasks start cold",
+        { ...event },
+      );
     case "failed":
       return prewarmLog.warn(
         "Cannot prewarm {handler}: {error}; not prewarming it until its file changes",

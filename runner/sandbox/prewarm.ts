@@ -19,7 +19,10 @@
  *   and the task starts cold.
  * - Failures: a child that exits while idle (its import failed, its top-level code exited or
  *   crashed) is never given a task, and its function is not prewarmed again until its file
- *   changes; its next task starts cold and reports the failure as usual.
+ *   changes; its next task starts cold and reports the failure as usual. So is a child that
+ *   has not imported its handler within `readyTimeoutMs` (its top-level code never finishes,
+ *   or spins): it is killed, so that it neither burns CPU nor holds a place among the children
+ *   starting, which would keep every other function from being prewarmed.
  *
  * What differs from a cold start: the handler's top-level code runs before its task comes (no
  * timeout applies to it then, and it runs even if the child is evicted before any task).
@@ -41,6 +44,11 @@ export type PrewarmEvent =
   | { kind: "killed"; handler: string; pid: number; why: KillReason }
   /** An idle child exited on its own: the function is not prewarmed until its file changes. */
   | { kind: "died"; handler: string; pid: number; exit: IdleExit }
+  /**
+   * A child did not import its handler within `readyTimeoutMs` and was killed: the function is
+   * not prewarmed until its file changes.
+   */
+  | { kind: "stuck"; handler: string; pid: number; readyTimeoutMs: number }
   /** No child could be started: the function is not prewarmed until its file changes. */
   | { kind: "failed"; handler: string; error: string };
 
@@ -62,6 +70,8 @@ export interface PrewarmerOptions {
   count?: number;
   /** Functions with their own count (functions.json `prewarm`), started by `start()`. @default [] */
   functions?: readonly PrewarmedFunction[];
+  /** Time a child may take to import its handler before it is killed. @default 10000 */
+  readyTimeoutMs?: number;
   /** Told of starts, kills, idle exits and failures. @default none */
   onEvent?: (event: PrewarmEvent) => void;
 }
@@ -105,6 +115,7 @@ export class Prewarmer implements ProcessSource {
   readonly #count: number;
   readonly #functions: readonly PrewarmedFunction[];
   readonly #counts: ReadonlyMap<string, number>;
+  readonly #readyTimeoutMs: number;
   readonly #onEvent: (event: PrewarmEvent) => void;
   readonly #entries = new Map<string, Entry>();
   /** Children killed and not yet exited. */
@@ -126,12 +137,15 @@ export class Prewarmer implements ProcessSource {
       }
     };
     check("count", count);
+    const readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
+    check("readyTimeoutMs", readyTimeoutMs);
     for (const f of functions) check(`functions[${f.scope.handler}].count`, f.count);
     this.#sandbox = options.sandbox;
     this.#pool = options.pool;
     this.#count = count;
     this.#functions = functions;
     this.#counts = new Map(functions.map((f) => [f.scope.handler, f.count]));
+    this.#readyTimeoutMs = readyTimeoutMs;
     this.#onEvent = options.onEvent ?? (() => {});
     this.#offSlotFree = this.#pool.onSlotFree(() => this.#scheduleFill());
   }
@@ -283,15 +297,34 @@ export class Prewarmer implements ProcessSource {
     const started: Idle = idle = { process, reservation, version, ready: false };
     entry.idle.push(started);
     this.#onEvent({ kind: "started", handler: entry.scope.handler, pid: process.pid });
+    const readyTimer = setTimeout(() => this.#stuck(entry, started), this.#readyTimeoutMs);
     process.ready.then(() => {
+      clearTimeout(readyTimer);
       started.ready = true;
       if (entry.idle.includes(started)) {
         this.#onEvent({ kind: "ready", handler: entry.scope.handler, pid: process.pid });
       }
       this.#scheduleFill(); // the next one may start
     });
-    process.idleExit.then((exit) => this.#died(entry, started, exit));
+    process.idleExit.then((exit) => {
+      clearTimeout(readyTimer);
+      this.#died(entry, started, exit);
+    });
     return true;
+  }
+
+  /** A child still importing its handler after `readyTimeoutMs`: kill it, pause its function. */
+  #stuck(entry: Entry, idle: Idle): void {
+    const at = entry.idle.indexOf(idle);
+    if (at === -1 || idle.ready) return; // taken by a task, or killed for another reason
+    entry.idle.splice(at, 1);
+    idle.reservation.release();
+    entry.paused = idle.version;
+    this.#reap(idle.process);
+    const { handler } = entry.scope;
+    const pid = idle.process.pid;
+    this.#onEvent({ kind: "stuck", handler, pid, readyTimeoutMs: this.#readyTimeoutMs });
+    this.#scheduleFill(); // its place among the children starting is free again
   }
 
   /** Idle children whose handler is not imported yet, over all functions. */

@@ -118,9 +118,10 @@ export function assertDenied(r: Ran, what: RegExp) {
   assertMatch(r.stderr.join("\n"), what);
 }
 
-/** Poll until `condition` holds (at most ~2 s); whether it does. */
-export async function until(condition: () => boolean): Promise<boolean> {
-  for (let i = 0; i < 100 && !condition(); i++) await new Promise((r) => setTimeout(r, 20));
+/** Poll every 20 ms until `condition` holds, for at most `ms`; whether it does. */
+export async function until(condition: () => boolean, ms = 2000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   return condition();
 }
 
