@@ -11,7 +11,8 @@ import type { SpawnSettings } from "./spawn_settings.ts";
 
 /**
  * Start a restricted `deno run` of `loader` for `scope` (see `sandboxArgs`, `sandboxEnv`),
- * with `loaderArgs` after it; `what` names the process in errors ("handler hello").
+ * with `runtimeArgs` (Deno flags) before it and `loaderArgs` after it; `what` names the
+ * process in errors ("handler hello").
  *
  * The new session comes from `setsid`, which calls setsid(2) and execs `deno` in the same
  * process, so the pid is Deno's and the group id equals it. Deno's own `detached: true` does
@@ -27,10 +28,16 @@ import type { SpawnSettings } from "./spawn_settings.ts";
 export function spawnSandboxed(
   settings: SpawnSettings,
   scope: SandboxScope,
-  start: { loader: string; loaderArgs?: string[]; what: string },
+  start: { loader: string; loaderArgs?: string[]; runtimeArgs?: string[]; what: string },
 ): Deno.ChildProcess {
   const { denoPath: deno, setsidPath: setsid, nice } = settings;
-  const args = [...sandboxArgs(scope, start.loader), ...(start.loaderArgs ?? [])];
+  const granted = sandboxArgs(scope, start.loader);
+  const args = [
+    ...granted.slice(0, -1),
+    ...(start.runtimeArgs ?? []),
+    ...granted.slice(-1),
+    ...(start.loaderArgs ?? []),
+  ];
   const env = sandboxEnv(scope, { denoDir: settings.denoDir, hostEnv: settings.hostEnv });
   const [command, commandArgs] = setsid === null ? [deno, args] : [setsid, [deno, ...args]];
   let process: Deno.ChildProcess;

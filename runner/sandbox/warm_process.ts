@@ -6,6 +6,7 @@
  * @module
  */
 import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:url";
+import { CLOSED_IMPORT_MAP } from "./child/introspection.ts";
 import { EXIT, MAX_RESULT_BYTES } from "./child/protocol.ts";
 import { describeExit, describeStatus } from "./exit_words.ts";
 import { pumpLines, utf8Length } from "./output_lines.ts";
@@ -104,6 +105,7 @@ export class WarmProcess {
     this.#allowRun = (task.grants?.allowRun?.length ?? 0) > 0;
     const process = spawnSandboxed(settings.spawn, task, {
       loader: LOADER,
+      runtimeArgs: [`--import-map=data:application/json,${CLOSED_IMPORT_MAP}`],
       what: `warm handler ${task.handler}`,
     });
     this.pid = process.pid;

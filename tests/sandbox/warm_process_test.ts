@@ -170,3 +170,19 @@ Deno.test("output is bounded per task; direct writes go to the sandbox output", 
     assert(unattributed.every((o) => o.line.length <= 1000 && o.pid === r.pid));
   });
 });
+
+Deno.test("a task that reads the heap cannot end another task with a forged frame", async () => {
+  await withWarm({ concurrency: 2 }, async (warm) => {
+    const started = performance.now();
+    const victim = send(warm, "forges_from_heap", { role: "victim", waitMs: 1500 });
+    await new Promise((r) => setTimeout(r, 300)); // the victim runs, with its id and frames
+    const forger = await run(warm, "forges_from_heap", { role: "forger" });
+    const v = await victim.ran;
+    assertEquals(forger.pid, v.pid, "both tasks ran in one warm process");
+    assertEquals([v.outcome, v.result], ["ok", '{"victim":true}'], forger.stdout[0]);
+    assert(performance.now() - started >= 1500, "the victim ended before its own end");
+    const seen = JSON.parse(forger.stdout[0]);
+    assertEquals(seen.tokens, 0, `the forger found nonces: ${forger.stdout[0]}`);
+    assertEquals(seen.routes.internal, "undefined");
+  });
+});

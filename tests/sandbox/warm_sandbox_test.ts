@@ -130,7 +130,9 @@ Deno.test("a warm process has task mode's arguments and an emptied environment",
     assertEquals(names, ["DENO_NO_UPDATE_CHECK", "NO_COLOR"]);
     const expected = sandboxArgs({ file: `${FIXTURES}sleeps.ts`, memoryMb: 64 }, "LOADER");
     assertEquals(cmdline.slice(1, expected.length), expected.slice(0, -1));
-    assertMatch(cmdline[expected.length], /runner\/sandbox\/child\/warm_loader\.ts$/);
+    // Then the import map that closes node:v8 and node:inspector (see child/introspection.ts).
+    assertMatch(cmdline[expected.length], /^--import-map=data:application\/json,.*node:v8/);
+    assertMatch(cmdline[expected.length + 1], /runner\/sandbox\/child\/warm_loader\.ts$/);
     assertEquals((await task.ran).outcome, "ok");
   });
 });

@@ -34,6 +34,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Console } from "node:console";
 import type { Writable } from "node:stream";
 import { describe, type Handler, importHandler } from "./handler_module.ts";
+import { closeIntrospection } from "./introspection.ts";
 import { EXIT, type Handshake, resultJson, type TaskHeader } from "./protocol.ts";
 
 interface TaskFrame extends TaskHeader {
@@ -177,6 +178,7 @@ maxLineBytes = handshake.maxLineBytes;
 input.fill(0, 0, start); // the handshake (and its nonce) does not stay in the buffer
 installConsole();
 
+closeIntrospection(); // the nonce is in this process's memory: see introspection.ts
 const handler: Handler = await importHandler(handshake.handler, handshake.url, fatal);
 // After the import, so that listeners the module added itself run first and may handle it.
 globalThis.addEventListener("error", (e) => onEscaped(e, e.error));
