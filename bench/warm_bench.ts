@@ -7,7 +7,8 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { type RunningChild, Sandbox, type SandboxTask } from "../runner/sandbox/task_sandbox.ts";
+import type { RunningChild, SandboxTask } from "../runner/sandbox/process_source.ts";
+import { Sandbox } from "../runner/sandbox/task_sandbox.ts";
 import { WarmSandboxes } from "../runner/sandbox/warm_sandbox.ts";
 
 const { values } = parseArgs({
@@ -134,7 +135,7 @@ async function functionMode(concurrency: number): Promise<Figures> {
       rate: TASKS / seconds,
       cpuMsPerTask: (cpuSeconds / TASKS) * 1000,
       latencyMs,
-      processes: warm.stats().processes,
+      processes: warm.processes,
       rssMb: [...pids].reduce((sum, pid) => sum + rssMb(pid), 0),
       startMs: startSeconds * 1000,
     };

@@ -16,7 +16,6 @@ import { logger } from "./report/logging.ts";
 import { Publisher } from "./report/publisher.ts";
 import { type TaskObserver, TaskReporter } from "./report/task_reporter.ts";
 import { TaskExecutor } from "./sandbox/executor.ts";
-import type { Sandbox } from "./sandbox/task_sandbox.ts";
 
 export type { Outcome, TaskObserver } from "./report/task_reporter.ts";
 
@@ -34,8 +33,6 @@ export interface RunnerOptions {
   settings: RunnerSettings;
   /** Per-function configuration (functions.json). @default none */
   grants?: GrantsTable;
-  /** The sandbox that spawns task-mode children. @default one from `settings` */
-  sandbox?: Sandbox;
   /** Told of outcomes and spawn failures. @default none */
   observer?: TaskObserver;
 }
@@ -68,17 +65,9 @@ export class Runner {
       sessionTimeoutMs: settings.sessionTimeoutMs,
     });
     this.#executor = new TaskExecutor({
+      settings,
+      grants: functions,
       cap: this.#cap,
-      functions,
-      functionsDir: settings.functionsDir,
-      taskTimeoutMs: settings.taskTimeoutMs,
-      memoryMb: settings.memoryMb,
-      killGraceMs: settings.killGraceMs,
-      taskNice: settings.taskNice,
-      prewarm: settings.prewarm,
-      hostEnv: Deno.env.toObject(),
-      denoDir: Deno.env.get("DENO_DIR"),
-      sandbox: options.sandbox,
       observer: options.observer,
     });
     // Registered on the cap before the prewarmer refills: a freed slot goes to waiting work
@@ -170,7 +159,7 @@ export class Runner {
         "Stopping: no new tasks; {running} running get {drainTimeoutMs} ms to finish",
         { running: this.#cap.running, drainTimeoutMs },
       );
-      await this.#executor.closePrewarmed(); // idle prewarmed children first: they hold no task
+      await this.#executor.stopPrewarming(); // idle prewarmed children first: they hold no task
       await this.#started?.catch(() => {});
       this.#dispatcher.stop();
       this.#consumer.pause();

@@ -15,7 +15,7 @@ import { TaskRejectedError } from "../errors.ts";
 import { PartitionLedger } from "../intake/partition_ledger.ts";
 import { PartitionMap, type TopicPartition } from "../intake/topic_partition.ts";
 import type { DecodedTask } from "../intake/task_decoder.ts";
-import type { ChildResult } from "../sandbox/task_sandbox.ts";
+import type { ChildResult } from "../sandbox/process_source.ts";
 import type { ConcurrencyCap, Slot } from "./concurrency_cap.ts";
 import { backoffMs } from "./delivery_policy.ts";
 import type {

@@ -11,7 +11,7 @@ import type { TaskRejectedError } from "../errors.ts";
 import type { LedgerCommit } from "../intake/partition_ledger.ts";
 import type { TopicPartition } from "../intake/topic_partition.ts";
 import type { DecodedTask } from "../intake/task_decoder.ts";
-import type { ChildResult } from "../sandbox/task_sandbox.ts";
+import type { ChildResult } from "../sandbox/process_source.ts";
 
 /** One task on its way through the runner, from its partition to its outcome. */
 export interface Job extends TopicPartition {

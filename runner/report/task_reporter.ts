@@ -7,7 +7,7 @@ import type { Job, Rejected, Reporter } from "../dispatch/job.ts";
 import type { TopicPartition } from "../intake/topic_partition.ts";
 import { logger } from "./logging.ts";
 import type { DeadLetterReason, Origin, Publisher } from "./publisher.ts";
-import type { ChildResult } from "../sandbox/task_sandbox.ts";
+import type { ChildResult } from "../sandbox/process_source.ts";
 
 /** Final outcome of a task, as logged. */
 export type Outcome = "ok" | "failed" | "timeout" | "rejected";

@@ -1,17 +1,46 @@
 /**
- * Exit statuses of handler processes, in words for the outcome log.
+ * Exit statuses of handler processes, in words for the outcome log: one table for both
+ * loaders, whose codes are `EXIT` of `child/protocol.ts`.
  * @module
  */
+import { EXIT, MAX_RESULT_BYTES } from "./child/protocol.ts";
 
-/** Exit codes the sandbox loader uses for its own failures (see `child/task_loader.ts`). */
-const LOADER_CODES: Readonly<Record<number, string>> = {
-  1: "handler threw (see its stderr)",
-  64: "invalid handler: no default export function",
-  65: "handler failed to load (syntax error, missing import or permission denied; see its stderr)",
-  66: "task could not be read from stdin",
-  67: "the handler returned a value that is not JSON",
-  124: "the runner went away while the task ran",
+/**
+ * What an exit code means: `task` for a task-mode child, `warm` for a warm process that
+ * exited while tasks ran there (when it differs; else the task words apply).
+ */
+const CODES: Readonly<Record<number, { task?: string; warm?: string }>> = {
+  [EXIT.ok]: { warm: "the warm sandbox exited while tasks ran (Deno.exit in a handler?)" },
+  [EXIT.threw]: {
+    task: "handler threw (see its stderr)",
+    warm: "the warm sandbox exited (Deno.exit(1) in a handler, or a runtime error)",
+  },
+  [EXIT.noDefault]: { task: "invalid handler: no default export function" },
+  [EXIT.loadFailed]: {
+    task:
+      "handler failed to load (syntax error, missing import or permission denied; see its stderr)",
+  },
+  [EXIT.badInput]: {
+    task: "task could not be read from stdin",
+    warm: "the warm sandbox could not read its input",
+  },
+  [EXIT.notJson]: { task: "the handler returned a value that is not JSON (see its stderr)" },
+  [EXIT.resultTooBig]: {
+    task: `the handler returned a value over ${MAX_RESULT_BYTES} bytes as JSON (the result limit)`,
+  },
+  [EXIT.escaped]: {
+    warm: "an error escaped every task (uncaught exception or unhandled rejection)",
+  },
+  [EXIT.runnerGone]: { task: "the runner went away while the task ran" },
 };
+
+/**
+ * A warm task's result status in words (the loader's `r` frame): `handler threw (see its
+ * stderr)`, or the words of the same exit code in task mode.
+ */
+export function describeStatus(status: number): string {
+  return CODES[status]?.task ?? `status ${status}`;
+}
 
 /** What a signal most likely means for a handler process. */
 const SIGNALS: Partial<Record<Deno.Signal, string>> = {
@@ -20,11 +49,20 @@ const SIGNALS: Partial<Record<Deno.Signal, string>> = {
   SIGABRT: "aborted",
 };
 
-/** Describe a child's exit status: `exit 133: out of memory (V8 heap cap reached)`. */
-export function describeExit(code: number, signal: Deno.Signal | null): string {
+/**
+ * Describe a child's exit status: `exit 65: handler failed to load (…)`, `exit 3`,
+ * `killed by SIGTRAP: out of memory (V8 heap cap reached)`. `mode` "warm" describes a warm
+ * process that exited while tasks ran there.
+ */
+export function describeExit(
+  code: number,
+  signal: Deno.Signal | null,
+  mode: "task" | "warm" = "task",
+): string {
   if (signal) {
     return SIGNALS[signal] ? `killed by ${signal}: ${SIGNALS[signal]}` : `killed by ${signal}`;
   }
-  const meaning = LOADER_CODES[code];
+  const words = CODES[code];
+  const meaning = mode === "warm" ? words?.warm ?? words?.task : words?.task;
   return meaning ? `exit ${code}: ${meaning}` : `exit ${code}`;
 }

@@ -84,3 +84,14 @@ export async function pumpLines(
   if (length > 0 || cut) flush();
   return { bytes, droppedBytes: dropped };
 }
+
+/** Bytes of `text` in UTF-8, without encoding it. */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // 2 bytes below U+0800, 4 per surrogate pair (2 units), else 3
+    if (c >= 0x80) bytes += c < 0x800 || (c >= 0xd800 && c < 0xe000) ? 1 : 2;
+  }
+  return bytes;
+}

@@ -19,25 +19,19 @@
  *   and the task starts cold.
  * - Failures: a child that exits while idle (its import failed, its top-level code exited or
  *   crashed) is never given a task, and its function is not prewarmed again until its file
- *   changes; its next task starts cold and reports the failure as usual.
+ *   changes; its next task starts cold and reports the failure as usual. So is a child that
+ *   has not imported its handler within `readyTimeoutMs` (its top-level code never finishes,
+ *   or spins): it is killed, so that it neither burns CPU nor holds a place among the children
+ *   starting, which would keep every other function from being prewarmed.
  *
  * What differs from a cold start: the handler's top-level code runs before its task comes (no
  * timeout applies to it then, and it runs even if the child is evicted before any task).
  * @module
  */
-import type { GrantsTable } from "../function_config.ts";
-import { handlerPath } from "../handler_name.ts";
-import { logger } from "../report/logging.ts";
 import type { ConcurrencyCap, Reservation } from "../dispatch/concurrency_cap.ts";
 import { fileVersion } from "./permissions.ts";
-import {
-  type IdleExit,
-  type ProcessScope,
-  type RunningChild,
-  type Sandbox,
-  type SandboxTask,
-  type StartedProcess,
-} from "./task_sandbox.ts";
+import type { ProcessScope, ProcessSource, RunningChild, SandboxTask } from "./process_source.ts";
+import type { IdleExit, PrewarmedProcess, Sandbox } from "./task_sandbox.ts";
 
 /** Why the prewarmer killed an idle child. */
 export type KillReason = "evicted" | "file changed" | "scope changed" | "closed";
@@ -50,6 +44,11 @@ export type PrewarmEvent =
   | { kind: "killed"; handler: string; pid: number; why: KillReason }
   /** An idle child exited on its own: the function is not prewarmed until its file changes. */
   | { kind: "died"; handler: string; pid: number; exit: IdleExit }
+  /**
+   * A child did not import its handler within `readyTimeoutMs` and was killed: the function is
+   * not prewarmed until its file changes.
+   */
+  | { kind: "stuck"; handler: string; pid: number; readyTimeoutMs: number }
   /** No child could be started: the function is not prewarmed until its file changes. */
   | { kind: "failed"; handler: string; error: string };
 
@@ -64,19 +63,21 @@ export interface PrewarmedFunction {
 /** Options of a {@link Prewarmer}. */
 export interface PrewarmerOptions {
   /** Starts the children, and runs tasks cold when no child is idle. */
-  sandbox: Pick<Sandbox, "start" | "spawn">;
+  sandbox: Pick<Sandbox, "prewarm" | "spawn">;
   /** The cap: each idle child holds a reservation in it. */
   pool: ConcurrencyCap;
   /** Idle children kept per function from its first task on (PREWARM). @default 0 */
   count?: number;
   /** Functions with their own count (functions.json `prewarm`), started by `start()`. @default [] */
   functions?: readonly PrewarmedFunction[];
+  /** Time a child may take to import its handler before it is killed. @default 10000 */
+  readyTimeoutMs?: number;
   /** Told of starts, kills, idle exits and failures. @default none */
   onEvent?: (event: PrewarmEvent) => void;
 }
 
 interface Idle {
-  process: StartedProcess;
+  process: PrewarmedProcess;
   reservation: Reservation;
   /** The handler file's version when the child was started. */
   version: string;
@@ -97,8 +98,8 @@ interface Entry {
 }
 
 /**
- * Keeps prewarmed children per function and hands them to tasks. `spawn` has the contract of
- * `Sandbox.spawn`, so a runner routes task-mode functions here.
+ * Keeps prewarmed children per function and hands them to tasks; a {@link ProcessSource} for
+ * the task-mode functions whose count is not 0 (see {@link Prewarmer.prewarms}).
  *
  * @example
  * ```ts
@@ -108,12 +109,13 @@ interface Entry {
  * await prewarmer.close(); // kills the idle children
  * ```
  */
-export class Prewarmer {
-  readonly #sandbox: Pick<Sandbox, "start" | "spawn">;
+export class Prewarmer implements ProcessSource {
+  readonly #sandbox: Pick<Sandbox, "prewarm" | "spawn">;
   readonly #pool: ConcurrencyCap;
   readonly #count: number;
   readonly #functions: readonly PrewarmedFunction[];
   readonly #counts: ReadonlyMap<string, number>;
+  readonly #readyTimeoutMs: number;
   readonly #onEvent: (event: PrewarmEvent) => void;
   readonly #entries = new Map<string, Entry>();
   /** Children killed and not yet exited. */
@@ -135,12 +137,15 @@ export class Prewarmer {
       }
     };
     check("count", count);
+    const readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
+    check("readyTimeoutMs", readyTimeoutMs);
     for (const f of functions) check(`functions[${f.scope.handler}].count`, f.count);
     this.#sandbox = options.sandbox;
     this.#pool = options.pool;
     this.#count = count;
     this.#functions = functions;
     this.#counts = new Map(functions.map((f) => [f.scope.handler, f.count]));
+    this.#readyTimeoutMs = readyTimeoutMs;
     this.#onEvent = options.onEvent ?? (() => {});
     this.#offSlotFree = this.#pool.onSlotFree(() => this.#scheduleFill());
   }
@@ -154,7 +159,7 @@ export class Prewarmer {
 
   /** True when `handler`'s tasks may find a prewarmed child (its count is not 0). */
   prewarms(handler: string): boolean {
-    return this.#countFor(handler) > 0 && !this.#closed;
+    return this.#countFor(handler) > 0;
   }
 
   /** How many children `handler` keeps ready: its own count, else the global one. */
@@ -275,10 +280,10 @@ export class Prewarmer {
     });
     if (!reservation) return false;
     const { version, error } = fileVersion(entry.scope.file);
-    let process: StartedProcess;
+    let process: PrewarmedProcess;
     try {
       if (error) throw error;
-      process = this.#sandbox.start(entry.scope, { preload: true });
+      process = this.#sandbox.prewarm(entry.scope, { importHandler: true });
     } catch (error) {
       reservation.release();
       entry.paused = version;
@@ -292,15 +297,34 @@ export class Prewarmer {
     const started: Idle = idle = { process, reservation, version, ready: false };
     entry.idle.push(started);
     this.#onEvent({ kind: "started", handler: entry.scope.handler, pid: process.pid });
+    const readyTimer = setTimeout(() => this.#stuck(entry, started), this.#readyTimeoutMs);
     process.ready.then(() => {
+      clearTimeout(readyTimer);
       started.ready = true;
       if (entry.idle.includes(started)) {
         this.#onEvent({ kind: "ready", handler: entry.scope.handler, pid: process.pid });
       }
       this.#scheduleFill(); // the next one may start
     });
-    process.idleExit.then((exit) => this.#died(entry, started, exit));
+    process.idleExit.then((exit) => {
+      clearTimeout(readyTimer);
+      this.#died(entry, started, exit);
+    });
     return true;
+  }
+
+  /** A child still importing its handler after `readyTimeoutMs`: kill it, pause its function. */
+  #stuck(entry: Entry, idle: Idle): void {
+    const at = entry.idle.indexOf(idle);
+    if (at === -1 || idle.ready) return; // taken by a task, or killed for another reason
+    entry.idle.splice(at, 1);
+    idle.reservation.release();
+    entry.paused = idle.version;
+    this.#reap(idle.process);
+    const { handler } = entry.scope;
+    const pid = idle.process.pid;
+    this.#onEvent({ kind: "stuck", handler, pid, readyTimeoutMs: this.#readyTimeoutMs });
+    this.#scheduleFill(); // its place among the children starting is free again
   }
 
   /** Idle children whose handler is not imported yet, over all functions. */
@@ -337,58 +361,11 @@ export class Prewarmer {
   }
 
   /** Kill a child without a task; `close()` waits for its exit. */
-  #reap(process: StartedProcess): void {
+  #reap(process: PrewarmedProcess): void {
     process.kill();
     const exited = process.idleExit;
     this.#dying.add(exited);
     exited.finally(() => this.#dying.delete(exited));
-  }
-}
-
-/**
- * The functions that have their own `prewarm` count in the functions config (task isolation
- * only), with the scope their children are started with: their handler file in
- * `functionsDir`, their heap cap (or the default) and their grants.
- */
-export function prewarmedFunctions(
-  grants: GrantsTable,
-  defaults: { functionsDir: string; memoryMb: number },
-): PrewarmedFunction[] {
-  return [...grants]
-    .filter(([, g]) => g.prewarm !== undefined && g.isolation !== "function")
-    .map(([handler, g]) => ({
-      scope: {
-        handler,
-        file: handlerPath(defaults.functionsDir, handler),
-        memoryMb: g.memoryMb ?? defaults.memoryMb,
-        grants: g,
-      },
-      count: g.prewarm!,
-    }));
-}
-
-const log = logger("prewarm");
-
-/** Log a prewarmer event: starts and kills at debug, idle exits and failures at warning. */
-export function logPrewarmEvent(event: PrewarmEvent): void {
-  switch (event.kind) {
-    case "started":
-      return log.debug("Prewarmed {handler} pid {pid}", { ...event });
-    case "ready":
-      return log.debug("Prewarmed {handler} pid {pid} ready", { ...event });
-    case "killed":
-      return log.debug("Prewarmed {handler} pid {pid} killed: {why}", { ...event });
-    case "died":
-      return log.warn(
-        "Prewarmed {handler} pid {pid} exited while idle ({reason}); not prewarming {handler} " +
-          "until its file changes, its tasks start cold. Its stderr: {stderr}",
-        { ...event, reason: event.exit.reason, stderr: event.exit.stderr.join("\n") },
-      );
-    case "failed":
-      return log.warn(
-        "Cannot prewarm {handler}: {error}; not prewarming it until its file changes",
-        { ...event },
-      );
   }
 }
 

@@ -6,19 +6,14 @@
  * @module
  */
 import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:url";
-import { describeExit } from "./exit_words.ts";
-import { pumpLines } from "./output_lines.ts";
-import {
-  describeWarmExit,
-  encodeHandshake,
-  encodeTask,
-  MAX_RESULT_BYTES,
-  newNonce,
-  parseFrame,
-  utf8Length,
-} from "./warm_protocol.ts";
-import { type ChildResult, type RunningChild, type SandboxTask } from "./task_sandbox.ts";
-import { sandboxArgs, sandboxEnv, signalGroup, spawnSandboxed } from "./permissions.ts";
+import { CLOSED_IMPORT_MAP } from "./child/introspection.ts";
+import { EXIT, MAX_RESULT_BYTES } from "./child/protocol.ts";
+import { describeExit, describeStatus } from "./exit_words.ts";
+import { pumpLines, utf8Length } from "./output_lines.ts";
+import { encodeHandshake, encodeTask, newNonce, parseFrame } from "./warm_protocol.ts";
+import type { ChildResult, RunningChild, SandboxTask } from "./process_source.ts";
+import { KillEscalation, spawnSandboxed } from "./process_group.ts";
+import type { SpawnSettings } from "./spawn_settings.ts";
 
 /** Why a warm process stopped taking tasks. */
 export type RecycleReason =
@@ -46,20 +41,11 @@ export interface SandboxOutput {
 
 /** What a {@link WarmProcess} needs, resolved by `WarmSandboxes`. */
 export interface WarmProcessSettings {
-  deno: string;
-  /** `setsid` for a new session, or null for Deno's `detached` (see `spawnSandboxed`). */
-  setsid: string | null;
-  /** Nice value to lower the process to (0: leave it). */
-  nice: number;
-  denoDir: string | undefined;
-  hostEnv: Readonly<Record<string, string>>;
-  killGraceMs: number;
+  spawn: SpawnSettings;
   concurrency: number;
   maxTasks: number;
   maxHeapBytes: number;
   idleTimeoutMs: number;
-  maxLineBytes: number;
-  maxTotalBytes: number;
   /** Version of the handler file the process was started for. */
   version: string;
   onSandboxOutput: ((output: SandboxOutput) => void) | undefined;
@@ -91,7 +77,10 @@ export class WarmProcess {
   #served = 0;
   #nextId = 0;
   readonly #settings: WarmProcessSettings;
+  readonly #maxLineBytes: number;
+  readonly #maxTotalBytes: number;
   readonly #allowRun: boolean;
+  readonly #kill: KillEscalation;
   readonly #nonce: string;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #inFlight = new Map<number, InFlight>();
@@ -103,23 +92,24 @@ export class WarmProcess {
   #inputEnded = false;
   #killCause: string | null = null;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  #killTimer: ReturnType<typeof setTimeout> | undefined;
+  /** SIGTERM after the kill grace, for a process whose input was closed but lingers. */
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Start the process for tasks like `task`. @throws {SpawnError} if it cannot start. */
   constructor(task: SandboxTask, settings: WarmProcessSettings) {
     this.#settings = settings;
+    this.#maxLineBytes = settings.spawn.output.maxLineBytes;
+    this.#maxTotalBytes = settings.spawn.output.maxTotalBytes;
     this.handler = task.handler;
     this.version = settings.version;
     this.#allowRun = (task.grants?.allowRun?.length ?? 0) > 0;
-    const process = spawnSandboxed({
-      deno: settings.deno,
-      args: sandboxArgs(task, LOADER),
-      env: sandboxEnv(task, settings),
+    const process = spawnSandboxed(settings.spawn, task, {
+      loader: LOADER,
+      runtimeArgs: [`--import-map=data:application/json,${CLOSED_IMPORT_MAP}`],
       what: `warm handler ${task.handler}`,
-      setsid: settings.setsid,
-      nice: settings.nice,
     });
     this.pid = process.pid;
+    this.#kill = new KillEscalation(this.pid, settings.spawn.killGraceMs, () => !this.#gone);
     this.#nonce = newNonce();
     this.#writer = process.stdin.getWriter();
     this.#write(encodeHandshake({
@@ -127,15 +117,14 @@ export class WarmProcess {
       handler: task.handler,
       url: toFileUrl(task.file).href,
       concurrency: settings.concurrency,
-      maxLineBytes: settings.maxLineBytes,
-      maxResultBytes: MAX_RESULT_BYTES,
+      maxLineBytes: this.#maxLineBytes,
     }));
     const status = process.status.then((s) => {
       this.#gone = true;
-      if (this.#allowRun) this.#signal("SIGKILL"); // leftovers of granted subprocesses
+      this.#kill.ended(this.#allowRun);
       return s;
     });
-    const limits = { maxLineBytes: settings.maxLineBytes, maxTotalBytes: settings.maxTotalBytes };
+    const limits = settings.spawn.output;
     this.exited = Promise.all([
       pumpLines(process.stdout, (l, t) => this.#sandboxLine("stdout", l, t), limits),
       pumpLines(process.stderr, (l, t) => this.#onStderr(l, t), {
@@ -151,17 +140,7 @@ export class WarmProcess {
     return this.#inFlight.size;
   }
 
-  /** Tasks sent to this process so far. */
-  get served(): number {
-    return this.#served;
-  }
-
-  /** True while the process takes new tasks. */
-  get accepting(): boolean {
-    return this.#retired === null && !this.#gone;
-  }
-
-  /** Send `task` to the process. Only call when {@link accepting} and below the concurrency. */
+  /** Send `task` to the process. Only call while it is not retired and below its concurrency. */
   run(task: SandboxTask): RunningChild {
     clearTimeout(this.#idleTimer);
     const id = ++this.#nextId;
@@ -211,22 +190,11 @@ export class WarmProcess {
     this.#writer.write(bytes).catch(() => {});
   }
 
-  #signal(signal: Deno.Signal): void {
-    signalGroup(this.pid, signal, !this.#gone);
-  }
-
-  /** SIGTERM to the group now, SIGKILL after the grace. */
-  #terminate(): void {
-    if (this.#gone) return;
-    this.#signal("SIGTERM");
-    clearTimeout(this.#killTimer);
-    this.#killTimer = setTimeout(() => this.#signal("SIGKILL"), this.#settings.killGraceMs);
-  }
-
-  #kill(cause: string): void {
+  /** Stop the process for `cause`, which the other tasks in it fail with. */
+  #stop(cause: string): void {
     if (this.#killCause !== null) return;
     this.#killCause = cause;
-    this.#terminate();
+    this.#kill.terminate();
   }
 
   #endInput(): void {
@@ -235,7 +203,8 @@ export class WarmProcess {
     this.#writer.close().catch(() => {});
     // The loader exits on end of input; if a stuck callback keeps it from reading, escalate.
     if (this.#killCause === null && !this.#gone) {
-      this.#killTimer = setTimeout(() => this.#terminate(), this.#settings.killGraceMs);
+      const grace = this.#settings.spawn.killGraceMs;
+      this.#lingerTimer = setTimeout(() => this.#kill.terminate(), grace);
     }
   }
 
@@ -244,15 +213,15 @@ export class WarmProcess {
     entry.stop = { outcome: "timeout", why: `after timeout ${entry.task.timeoutMs} ms` };
     // A stuck handler cannot be cancelled inside the process: the whole process goes.
     this.retire("timeout");
-    this.#kill(`another task's timeout after ${entry.task.timeoutMs} ms`);
+    this.#stop(`another task's timeout after ${entry.task.timeoutMs} ms`);
   }
 
   #stopTask(entry: InFlight, why: string, force: boolean): void {
     if (!this.#inFlight.has(entry.id)) return;
     entry.stop ??= { outcome: "failed", why };
     this.retire("stopped");
-    this.#kill(`stopping another task (${why})`);
-    if (force) this.#signal("SIGKILL");
+    this.#stop(`stopping another task (${why})`);
+    if (force) this.#kill.kill();
   }
 
   #settle(entry: InFlight, result: Omit<ChildResult, "droppedBytes">): void {
@@ -276,7 +245,8 @@ export class WarmProcess {
       const stream = frame.kind === "o" ? "stdout" : "stderr";
       this.#taskLine(frame.id, stream, frame.text, frame.n, truncated);
     } else if (frame.kind === "r") {
-      this.#result(frame.id, truncated ? 67 : frame.n, frame.text); // cut: not JSON any more
+      // Cut: over the result budget (the loader checks it, so only a forgery gets here).
+      this.#result(frame.id, truncated ? EXIT.resultTooBig : frame.n, frame.text);
     } else if (frame.kind === "f") {
       this.#fatal.push(frame.text);
     } else {
@@ -294,10 +264,10 @@ export class WarmProcess {
     const entry = this.#inFlight.get(id);
     // Output of no running task: printed at import time, or by a callback that outlived its task.
     if (!entry) return this.#sandboxLine(stream, text, cut > 0 || truncated);
-    const max = this.#settings.maxLineBytes;
+    const max = this.#maxLineBytes;
     const line = text.length > max ? text.slice(0, max) : text;
     const bytes = utf8Length(line) + 1;
-    if (entry.passed[stream] + bytes <= this.#settings.maxTotalBytes) {
+    if (entry.passed[stream] + bytes <= this.#maxTotalBytes) {
       entry.passed[stream] += bytes;
       entry.dropped += cut;
       entry.task.onOutput?.(stream, line, cut > 0 || truncated || line !== text);
@@ -309,7 +279,7 @@ export class WarmProcess {
   #sandboxLine(stream: "stdout" | "stderr", line: string, truncated: boolean): void {
     if (stream === "stderr") {
       this.#sandboxStderrBytes += utf8Length(line) + 1;
-      if (this.#sandboxStderrBytes > this.#settings.maxTotalBytes) return;
+      if (this.#sandboxStderrBytes > this.#maxTotalBytes) return;
     }
     this.#settings.onSandboxOutput?.({
       handler: this.handler,
@@ -328,7 +298,7 @@ export class WarmProcess {
     const heapUsed = Number(space === -1 ? text : text.slice(0, space));
     if (heapUsed > this.#settings.maxHeapBytes) this.retire("heap");
     const base = { signal: null, code: status };
-    if (status === 0) {
+    if (status === EXIT.ok) {
       const result = space === -1 ? undefined : text.slice(space + 1);
       this.#settle(entry, {
         ...base,
@@ -336,21 +306,15 @@ export class WarmProcess {
         reason: `returned (warm pid ${this.pid})`,
         result,
       });
-    } else if (status === 67) {
-      this.#settle(entry, {
-        ...base,
-        outcome: "failed",
-        reason: "the handler returned a value that is not JSON (see its stderr)",
-      });
     } else {
-      this.#settle(entry, { ...base, outcome: "failed", reason: "handler threw (see its stderr)" });
+      this.#settle(entry, { ...base, outcome: "failed", reason: describeStatus(status) });
     }
   }
 
   #ended(status: Deno.CommandStatus): void {
     this.#gone = true;
     clearTimeout(this.#idleTimer);
-    clearTimeout(this.#killTimer);
+    clearTimeout(this.#lingerTimer);
     this.#writer.close().catch(() => {});
     if (this.#retired === null) {
       this.#retired = "crash";
@@ -375,7 +339,7 @@ export class WarmProcess {
       } else if (this.#retired === "closed") {
         reason = `${how}: the warm sandboxes were closed while the task ran (${where})`;
       } else {
-        reason = `${describeWarmExit(code, signal)}; ${where} ended with ${n} task${
+        reason = `${describeExit(code, signal, "warm")}; ${where} ended with ${n} task${
           n === 1 ? "" : "s"
         } in flight`;
       }

@@ -4,25 +4,10 @@
  * and the control frames it reads back from the process's stderr.
  * @module
  */
-import { describeExit } from "./exit_words.ts";
-import type { SandboxTask } from "./task_sandbox.ts";
-
-/** Longest JSON return value a warm process passes back, in bytes. */
-export const MAX_RESULT_BYTES = 1_048_576;
+import type { Handshake, TaskHeader } from "./child/protocol.ts";
+import type { SandboxTask } from "./process_source.ts";
 
 const ENCODER = new TextEncoder();
-
-/** What the loader learns before it imports the handler. */
-export interface Handshake {
-  /** Marks the control frames; the handler never sees it. */
-  nonce: string;
-  handler: string;
-  /** file: URL of the handler module. */
-  url: string;
-  concurrency: number;
-  maxLineBytes: number;
-  maxResultBytes: number;
-}
 
 /** A control frame from a warm process: `<nonce> <kind> <id> <n> <text>`. */
 export interface Frame {
@@ -30,7 +15,7 @@ export interface Frame {
   kind: string;
   /** The task it concerns; 0 for none. */
   id: number;
-  /** `o`/`e`: bytes cut off the line; `r`: 0 returned, 1 threw, 67 not JSON. */
+  /** `o`/`e`: bytes cut off the line; `r`: the task's status (`EXIT` of `child/protocol.ts`). */
   n: number;
   text: string;
 }
@@ -51,17 +36,16 @@ export function encodeHandshake(handshake: Handshake): Uint8Array {
 
 /** One task: a JSON header line, then the raw payload. */
 export function encodeTask(id: number, task: SandboxTask): Uint8Array {
-  const header = ENCODER.encode(
-    JSON.stringify({
-      id,
-      payloadBytes: task.payload.length,
-      deadline: Date.now() + task.timeoutMs,
-      task: task.task,
-    }) + "\n",
-  );
-  const frame = new Uint8Array(header.length + task.payload.length);
-  frame.set(header);
-  frame.set(task.payload, header.length);
+  const header: TaskHeader = {
+    id,
+    payloadBytes: task.payload.length,
+    deadline: Date.now() + task.timeoutMs,
+    task: task.task,
+  };
+  const line = ENCODER.encode(JSON.stringify(header) + "\n");
+  const frame = new Uint8Array(line.length + task.payload.length);
+  frame.set(line);
+  frame.set(task.payload, line.length);
   return frame;
 }
 
@@ -84,28 +68,4 @@ export function parseFrame(line: string, nonce: string): { before: string; frame
       text: nEnd === -1 ? "" : line.slice(nEnd + 1),
     },
   };
-}
-
-/** Bytes of `text` in UTF-8, without encoding it. */
-export function utf8Length(text: string): number {
-  let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    // 2 bytes below U+0800, 4 per surrogate pair (2 units), else 3
-    if (c >= 0x80) bytes += c < 0x800 || (c >= 0xd800 && c < 0xe000) ? 1 : 2;
-  }
-  return bytes;
-}
-
-/** Exit codes of the warm loader that mean something else than in task mode. */
-const WARM_CODES: Readonly<Record<number, string>> = {
-  0: "exit 0: the warm sandbox exited while tasks ran (Deno.exit in a handler?)",
-  1: "exit 1: the warm sandbox exited (Deno.exit(1) in a handler, or a runtime error)",
-  66: "exit 66: the warm sandbox could not read its input",
-  70: "exit 70: an error escaped every task (uncaught exception or unhandled rejection)",
-};
-
-/** A warm process's exit status in words: `exit 70: an error escaped every task (…)`. */
-export function describeWarmExit(code: number, signal: Deno.Signal | null): string {
-  return signal ? describeExit(code, signal) : WARM_CODES[code] ?? describeExit(code, null);
 }

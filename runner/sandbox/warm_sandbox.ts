@@ -18,39 +18,15 @@
  * @module
  */
 import { SpawnError } from "../errors.ts";
-import type { PumpLimits } from "./output_lines.ts";
-import type { RunningChild, SandboxTask } from "./task_sandbox.ts";
-import { fileVersion, findSetsid, niceValue } from "./permissions.ts";
+import type { ProcessSource, RunningChild, SandboxTask } from "./process_source.ts";
+import { fileVersion } from "./permissions.ts";
+import { type SpawnOptions, type SpawnSettings, spawnSettings } from "./spawn_settings.ts";
 import { type RecycleReason, type SandboxOutput, WarmProcess } from "./warm_process.ts";
 
 export type { RecycleReason, SandboxOutput } from "./warm_process.ts";
 
-/** Options of {@link WarmSandboxes}. */
-export interface WarmSandboxesOptions {
-  /** The Deno executable that runs handlers. @default Deno.execPath() */
-  denoPath?: string;
-  /**
-   * util-linux's `setsid`, which gives each process its own session and process group at a
-   * fraction of the cost of Deno's `detached` spawn (see `spawnSandboxed`); null uses
-   * `detached`. @default the first of /usr/bin/setsid and /bin/setsid that exists, else null
-   */
-  setsidPath?: string | null;
-  /**
-   * Nice value handler processes are lowered to (0: the runner's), so that the runner and the
-   * broker keep the CPU when many handlers run. @default 0
-   */
-  nice?: number;
-  /** Deno's cache folder for children. @default the runner's DENO_DIR, if set */
-  denoDir?: string;
-  /** Environment the granted `allowEnv` variables are copied from. @default {} */
-  hostEnv?: Readonly<Record<string, string>>;
-  /**
-   * Time between SIGTERM and SIGKILL, and how long a process whose input was closed may take
-   * to exit before it is sent SIGTERM. @default 5000
-   */
-  killGraceMs?: number;
-  /** Output limits per task and stream (unattributed output: per process). @default {} */
-  output?: PumpLimits;
+/** Options of {@link WarmSandboxes}: how processes start (see {@link SpawnOptions}), and live. */
+export interface WarmSandboxesOptions extends SpawnOptions {
   /** Tasks one process runs at the same time. @default 1 */
   concurrency?: number;
   /** Tasks one process serves before it is recycled. @default 1000 */
@@ -63,36 +39,12 @@ export interface WarmSandboxesOptions {
   idleTimeoutMs?: number;
   /** Lines a process printed outside of any task (see {@link SandboxOutput}). @default dropped */
   onSandboxOutput?: (output: SandboxOutput) => void;
+  /** Told when a process stops taking tasks, with why (not when closed). @default none */
+  onRecycle?: (recycled: { handler: string; pid: number; reason: RecycleReason }) => void;
 }
-
-/** Counters of {@link WarmSandboxes}, for metrics. */
-export interface WarmStats {
-  /** Warm processes alive now, recycling ones included. */
-  processes: number;
-  /** Processes started since creation. */
-  started: number;
-  /** Tasks running now. */
-  inFlight: number;
-  /** Tasks sent to warm processes since creation. */
-  tasksServed: number;
-  /** Processes recycled, by reason. */
-  recycles: Record<RecycleReason, number>;
-}
-
-const REASONS: readonly RecycleReason[] = [
-  "maxTasks",
-  "maxAge",
-  "heap",
-  "fileChanged",
-  "timeout",
-  "crash",
-  "stopped",
-  "idle",
-];
 
 /**
- * Runs tasks in warm processes, one pool per (function, file, heap cap, grants). `spawn` has
- * the contract of `Sandbox.spawn`, so a runner can route a function here instead.
+ * Runs tasks in warm processes, one pool per (function, file, heap cap, grants).
  *
  * @example
  * ```ts
@@ -102,66 +54,53 @@ const REASONS: readonly RecycleReason[] = [
  * await warm.close();
  * ```
  */
-export class WarmSandboxes {
-  readonly #deno: string;
-  readonly #setsid: string | null;
-  readonly #nice: number;
-  readonly #denoDir: string | undefined;
-  readonly #hostEnv: Readonly<Record<string, string>>;
-  readonly #grace: number;
-  readonly #maxLineBytes: number;
-  readonly #maxTotalBytes: number;
+export class WarmSandboxes implements ProcessSource {
+  readonly #spawn: SpawnSettings;
   readonly #concurrency: number;
   readonly #maxTasks: number;
   readonly #maxAgeMs: number;
   readonly #maxHeapMb: number | undefined;
   readonly #idleTimeoutMs: number;
   readonly #onSandboxOutput: ((output: SandboxOutput) => void) | undefined;
+  readonly #onRecycle: NonNullable<WarmSandboxesOptions["onRecycle"]>;
   /** Processes taking tasks, by pool key. */
   readonly #pools = new Map<string, WarmProcess[]>();
   /** Every process not yet exited, recycling ones included. */
   readonly #all = new Set<WarmProcess>();
-  readonly #recycles = Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<
-    RecycleReason,
-    number
-  >;
-  #started = 0;
-  #served = 0;
   #closed: Promise<void> | null = null;
 
   constructor(options: WarmSandboxesOptions = {}) {
-    const check = (name: keyof WarmSandboxesOptions, value: number, min: number) => {
-      if (!Number.isSafeInteger(value) || value < min) {
-        const must = min === 0 ? "an integer >= 0" : "a positive integer";
+    const owner = "warm sandboxes";
+    const check = (name: keyof WarmSandboxesOptions, value: number) => {
+      if (!Number.isSafeInteger(value) || value < 1) {
         throw new RangeError(
-          `Cannot create warm sandboxes: "${name}" must be ${must}, got ${value}`,
+          `Cannot create ${owner}: "${name}" must be a positive integer, got ${value}`,
         );
       }
       return value;
     };
-    this.#grace = check("killGraceMs", options.killGraceMs ?? 5000, 0);
-    this.#concurrency = check("concurrency", options.concurrency ?? 1, 1);
-    this.#maxTasks = check("maxTasks", options.maxTasks ?? 1000, 1);
-    this.#maxAgeMs = check("maxAgeMs", options.maxAgeMs ?? 300_000, 1);
-    this.#idleTimeoutMs = check("idleTimeoutMs", options.idleTimeoutMs ?? 60_000, 1);
+    this.#spawn = spawnSettings(options, owner);
+    this.#concurrency = check("concurrency", options.concurrency ?? 1);
+    this.#maxTasks = check("maxTasks", options.maxTasks ?? 1000);
+    this.#maxAgeMs = check("maxAgeMs", options.maxAgeMs ?? 300_000);
+    this.#idleTimeoutMs = check("idleTimeoutMs", options.idleTimeoutMs ?? 60_000);
     if (
       options.maxHeapMb !== undefined &&
       !(Number.isFinite(options.maxHeapMb) && options.maxHeapMb > 0)
     ) {
       const got = options.maxHeapMb;
       throw new RangeError(
-        `Cannot create warm sandboxes: "maxHeapMb" must be a positive number, got ${got}`,
+        `Cannot create ${owner}: "maxHeapMb" must be a positive number, got ${got}`,
       );
     }
     this.#maxHeapMb = options.maxHeapMb;
-    this.#maxLineBytes = options.output?.maxLineBytes ?? 8192;
-    this.#maxTotalBytes = options.output?.maxTotalBytes ?? 1_048_576;
-    this.#deno = options.denoPath ?? Deno.execPath();
-    this.#setsid = options.setsidPath === undefined ? findSetsid() : options.setsidPath;
-    this.#nice = niceValue(options.nice, "warm sandboxes");
-    this.#denoDir = options.denoDir;
-    this.#hostEnv = options.hostEnv ?? {};
     this.#onSandboxOutput = options.onSandboxOutput;
+    this.#onRecycle = options.onRecycle ?? (() => {});
+  }
+
+  /** Warm processes alive now, recycling ones included. */
+  get processes(): number {
+    return this.#all.size;
   }
 
   /**
@@ -185,21 +124,7 @@ export class WarmSandboxes {
       }
     }
     best ??= this.#start(task, key, version);
-    this.#served++;
     return best.run(task);
-  }
-
-  /** Counters for metrics. */
-  stats(): WarmStats {
-    let inFlight = 0;
-    for (const process of this.#all) inFlight += process.load;
-    return {
-      processes: this.#all.size,
-      started: this.#started,
-      inFlight,
-      tasksServed: this.#served,
-      recycles: { ...this.#recycles },
-    };
   }
 
   /**
@@ -217,28 +142,20 @@ export class WarmSandboxes {
 
   #start(task: SandboxTask, key: string, version: string): WarmProcess {
     const process = new WarmProcess(task, {
-      deno: this.#deno,
-      setsid: this.#setsid,
-      nice: this.#nice,
-      denoDir: this.#denoDir,
-      hostEnv: this.#hostEnv,
-      killGraceMs: this.#grace,
+      spawn: this.#spawn,
       concurrency: this.#concurrency,
       maxTasks: this.#maxTasks,
       maxHeapBytes: (this.#maxHeapMb ?? 0.75 * task.memoryMb) * 1_048_576,
       idleTimeoutMs: this.#idleTimeoutMs,
-      maxLineBytes: this.#maxLineBytes,
-      maxTotalBytes: this.#maxTotalBytes,
       version,
       onSandboxOutput: this.#onSandboxOutput,
       onRetire: (retired, reason) => {
-        this.#recycles[reason]++;
+        this.#onRecycle({ handler: retired.handler, pid: retired.pid, reason });
         const pool = this.#pools.get(key)?.filter((p) => p !== retired) ?? [];
         if (pool.length > 0) this.#pools.set(key, pool);
         else this.#pools.delete(key);
       },
     });
-    this.#started++;
     this.#all.add(process);
     process.exited.then(() => this.#all.delete(process));
     const pool = this.#pools.get(key);

@@ -6,7 +6,7 @@ import { Buffer } from "node:buffer";
 import type { KafkaMessage } from "kafkajs";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { FakeClock, flushMicrotasks } from "../helpers/fake_clock.ts";
-import type { ChildResult } from "../../runner/sandbox/task_sandbox.ts";
+import type { ChildResult } from "../../runner/sandbox/process_source.ts";
 import { deliveryPolicy } from "../../runner/dispatch/delivery_policy.ts";
 import { Dispatcher, type Job } from "../../runner/dispatch/dispatcher.ts";
 import {

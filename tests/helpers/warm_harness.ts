@@ -5,8 +5,12 @@
 import { assertEquals, assertMatch } from "./assert.ts";
 import { fileURLToPath } from "node:url";
 import type { FunctionGrants } from "../../runner/function_config.ts";
-import type { ChildResult } from "../../runner/sandbox/task_sandbox.ts";
-import { WarmSandboxes, type WarmSandboxesOptions } from "../../runner/sandbox/warm_sandbox.ts";
+import type { ChildResult } from "../../runner/sandbox/process_source.ts";
+import {
+  type RecycleReason,
+  WarmSandboxes,
+  type WarmSandboxesOptions,
+} from "../../runner/sandbox/warm_sandbox.ts";
 
 export const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
 const ENCODER = new TextEncoder();
@@ -61,15 +65,26 @@ export function send(
 export const run = (warm: WarmSandboxes, handler: string, payload: unknown = {}, o: Options = {}) =>
   send(warm, handler, payload, o).ran;
 
-/** A WarmSandboxes for the test body, always closed, with no process left behind. */
+/** Recycles seen through `onRecycle`, by reason. */
+export type Recycles = Partial<Record<RecycleReason, number>>;
+
+/**
+ * A WarmSandboxes for the test body, always closed, with no process left behind. The body gets
+ * the pids of the processes that ran its tasks and the recycles seen so far.
+ */
 export async function withWarm(
   options: WarmSandboxesOptions,
-  body: (warm: WarmSandboxes, pids: Set<number>) => Promise<void>,
+  body: (warm: WarmSandboxes, pids: Set<number>, recycles: Recycles) => Promise<void>,
 ): Promise<void> {
+  const recycles: Recycles = {};
   const warm = new WarmSandboxes({
     killGraceMs: 500,
     hostEnv: { SECRET_TOKEN: "s3cr3t" },
     ...options,
+    onRecycle: (recycled) => {
+      recycles[recycled.reason] = (recycles[recycled.reason] ?? 0) + 1;
+      options.onRecycle?.(recycled);
+    },
   });
   const pids = new Set<number>();
   const spawn = warm.spawn.bind(warm);
@@ -79,11 +94,11 @@ export async function withWarm(
     return child;
   };
   try {
-    await body(warm, pids);
+    await body(warm, pids, recycles);
   } finally {
     await warm.close();
   }
-  assertEquals(warm.stats().processes, 0);
+  assertEquals(warm.processes, 0);
   for (const pid of pids) assertEquals(alive(pid), false, `pid ${pid} is still alive`);
 }
 
@@ -103,9 +118,10 @@ export function assertDenied(r: Ran, what: RegExp) {
   assertMatch(r.stderr.join("\n"), what);
 }
 
-/** Poll until `condition` holds (at most ~2 s); whether it does. */
-export async function until(condition: () => boolean): Promise<boolean> {
-  for (let i = 0; i < 100 && !condition(); i++) await new Promise((r) => setTimeout(r, 20));
+/** Poll every 20 ms until `condition` holds, for at most `ms`; whether it does. */
+export async function until(condition: () => boolean, ms = 2000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   return condition();
 }
 

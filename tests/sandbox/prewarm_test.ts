@@ -12,12 +12,12 @@ import {
   Prewarmer,
   type PrewarmEvent,
 } from "../../runner/sandbox/prewarm.ts";
-import {
-  type ChildResult,
-  type ProcessScope,
-  Sandbox,
-  type SandboxTask,
-} from "../../runner/sandbox/task_sandbox.ts";
+import type {
+  ChildResult,
+  ProcessScope,
+  SandboxTask,
+} from "../../runner/sandbox/process_source.ts";
+import { Sandbox } from "../../runner/sandbox/task_sandbox.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -302,9 +302,9 @@ Deno.test("close kills the idle children and waits for them; a running task is l
 Deno.test("kill -9 of the runner: an idle prewarmed child sees its stdin end and exits", async () => {
   const script = `
     import { Sandbox } from "${ROOT}runner/sandbox/task_sandbox.ts";
-    const started = new Sandbox().start(
+    const started = new Sandbox().prewarm(
       { handler: "echo", file: "${FIXTURES}echo.ts", memoryMb: 64 },
-      { preload: true },
+      { importHandler: true },
     );
     console.log(started.pid);
     await new Promise(() => {});
@@ -323,14 +323,14 @@ Deno.test("kill -9 of the runner: an idle prewarmed child sees its stdin end and
   await until("the orphan to exit", () => !alive(pid), 5000);
 });
 
-// --- the sandbox with a preloaded handler -------------------------------------------------
+// --- the sandbox with a prewarmed handler -------------------------------------------------
 
 /**
  * Start a prewarmed child, wait until it has imported its handler, then give it its task. A
  * child that exits before (its import failed) is reported with `idle: true`.
  */
 async function runPrewarmed(handler: string, payload: unknown = {}, where: Where = {}) {
-  const started = sandbox.start(scopeOf(handler, where), { preload: true });
+  const started = sandbox.prewarm(scopeOf(handler, where), { importHandler: true });
   const exit = await Promise.race([started.idleExit, started.ready.then(() => null)]);
   const out = { stdout: [], stderr: [] } as unknown as Ran;
   if (exit) return { ...out, ...exit, pid: started.pid, outcome: "failed", idle: true } as Ran;
@@ -371,7 +371,7 @@ Deno.test("denied when prewarmed: writing a file", async () => {
 });
 
 Deno.test("prewarmed: the environment is emptied, granted variables pass", async () => {
-  const started = sandbox.start(scopeOf("hangs"), { preload: true });
+  const started = sandbox.prewarm(scopeOf("hangs"), { importHandler: true });
   await started.ready; // deno itself by now, not `setsid` on its way to exec it
   const environ = await Deno.readTextFile(`/proc/${started.pid}/environ`);
   started.kill();
@@ -398,7 +398,7 @@ Deno.test("prewarmed: same exit codes and words as cold, even when the task came
   for (const handler of ["no_default", "throws", "exits_nonzero", "returns_value"]) {
     const cold = await run(sandbox, handler, { n: 2 });
     const out = { stdout: [], stderr: [] } as unknown as Ran;
-    const started = sandbox.start(scopeOf(handler), { preload: true });
+    const started = sandbox.prewarm(scopeOf(handler), { importHandler: true });
     const hot = await started.attach(taskOf(handler, { n: 2 }, {}, out)).done;
     assertEquals(
       [hot.outcome, hot.reason, hot.code, hot.result],

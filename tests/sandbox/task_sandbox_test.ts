@@ -4,13 +4,13 @@
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { fileURLToPath } from "node:url";
 import type { FunctionGrants } from "../../runner/function_config.ts";
-import {
-  type ChildResult,
-  type RunningChild,
-  Sandbox,
-  type SandboxTask,
-} from "../../runner/sandbox/task_sandbox.ts";
-import { signalGroup } from "../../runner/sandbox/permissions.ts";
+import type {
+  ChildResult,
+  RunningChild,
+  SandboxTask,
+} from "../../runner/sandbox/process_source.ts";
+import { Sandbox } from "../../runner/sandbox/task_sandbox.ts";
+import { signalGroup } from "../../runner/sandbox/process_group.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
 

@@ -9,7 +9,7 @@ import { gone, run, send, until, withWarm } from "../helpers/warm_harness.ts";
 // --- timeouts, crashes and failures --------------------------------------------------------
 
 Deno.test("a timeout kills the process; the task beside it fails as collateral", async () => {
-  await withWarm({ concurrency: 2 }, async (warm) => {
+  await withWarm({ concurrency: 2 }, async (warm, _pids, recycles) => {
     const stuck = send(warm, "sleeps", { ms: 60_000 }, { timeoutMs: 700 });
     const beside = send(warm, "sleeps", { ms: 5_000 });
     assertEquals(stuck.pid, beside.pid);
@@ -22,7 +22,7 @@ Deno.test("a timeout kills the process; the task beside it fails as collateral",
     const after = await run(warm, "sleeps", { ms: 10 });
     assertEquals(after.outcome, "ok");
     assert(after.pid !== s.pid);
-    assertEquals(warm.stats().recycles.timeout, 1);
+    assertEquals(recycles.timeout, 1);
   });
 });
 
@@ -61,14 +61,14 @@ Deno.test("a throwing handler fails its own task only; the process lives on", as
 });
 
 Deno.test("exiting the process fails what ran there; the next task gets another", async () => {
-  await withWarm({}, async (warm) => {
+  await withWarm({}, async (warm, _pids, recycles) => {
     const a = await run(warm, "exits_nonzero");
     assertEquals(a.outcome, "failed");
     assertEquals(a.reason, `exit 3; warm sandbox pid ${a.pid} ended with 1 task in flight`);
     assertEquals(a.stderr, ["about to exit 3"]);
     const b = await run(warm, "exits_nonzero");
     assert(b.pid !== a.pid);
-    assertEquals(warm.stats().recycles.crash, 2);
+    assertEquals(recycles.crash, 2);
   });
 });
 
@@ -91,18 +91,21 @@ Deno.test("a module without a default export fails every task with exit 64", asy
 
 Deno.test("an error that escapes every task ends the process with exit 70", async () => {
   const unattributed: SandboxOutput[] = [];
-  await withWarm({ onSandboxOutput: (o) => unattributed.push(o) }, async (warm) => {
-    const a = await run(warm, "rejects_later");
-    assertEquals(a.result, '"returned first"');
-    assert(await until(() => warm.stats().recycles.crash === 1), "no crash recorded");
-    assert(await gone(a.pid));
-    assertMatch(
-      unattributed.map((o) => o.line).join("\n"),
-      /an error escaped every task: Error: nobody awaits this/,
-    );
-    const b = await run(warm, "rejects_later");
-    assert(b.pid !== a.pid);
-  });
+  await withWarm(
+    { onSandboxOutput: (o) => unattributed.push(o) },
+    async (warm, _pids, recycles) => {
+      const a = await run(warm, "rejects_later");
+      assertEquals(a.result, '"returned first"');
+      assert(await until(() => recycles.crash === 1), "no crash recorded");
+      assert(await gone(a.pid));
+      assertMatch(
+        unattributed.map((o) => o.line).join("\n"),
+        /an error escaped every task: Error: nobody awaits this/,
+      );
+      const b = await run(warm, "rejects_later");
+      assert(b.pid !== a.pid);
+    },
+  );
 });
 
 // --- output ---------------------------------------------------------------------------------
@@ -165,5 +168,21 @@ Deno.test("output is bounded per task; direct writes go to the sandbox output", 
     assertEquals(r.droppedBytes, 99_000);
     assert(unattributed.length <= 65, `passed on ${unattributed.length} lines`);
     assert(unattributed.every((o) => o.line.length <= 1000 && o.pid === r.pid));
+  });
+});
+
+Deno.test("a task that reads the heap cannot end another task with a forged frame", async () => {
+  await withWarm({ concurrency: 2 }, async (warm) => {
+    const started = performance.now();
+    const victim = send(warm, "forges_from_heap", { role: "victim", waitMs: 1500 });
+    await new Promise((r) => setTimeout(r, 300)); // the victim runs, with its id and frames
+    const forger = await run(warm, "forges_from_heap", { role: "forger" });
+    const v = await victim.ran;
+    assertEquals(forger.pid, v.pid, "both tasks ran in one warm process");
+    assertEquals([v.outcome, v.result], ["ok", '{"victim":true}'], forger.stdout[0]);
+    assert(performance.now() - started >= 1500, "the victim ended before its own end");
+    const seen = JSON.parse(forger.stdout[0]);
+    assertEquals(seen.tokens, 0, `the forger found nonces: ${forger.stdout[0]}`);
+    assertEquals(seen.routes.internal, "undefined");
   });
 });

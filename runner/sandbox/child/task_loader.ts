@@ -2,9 +2,8 @@
  * Child side of the sandbox: runs inside the restricted `deno run`, as its main module.
  *
  * It reads one task from stdin (a JSON envelope line, then the raw JSON payload), imports the
- * handler through a variable specifier (so every module of the handler's graph is checked
- * against the read permission, which covers only the handler's own file), calls its default
- * export once and exits. It imports nothing: it runs with almost no permissions.
+ * handler (`handler_module.ts`), calls its default export once and exits. It imports nothing
+ * from outside `child/`: it runs with almost no permissions.
  *
  * Started with no arguments (cold), it reads the task first, then imports the handler.
  * Started prewarmed, with `<handler> <url> <ready token>` as arguments, it first starts an
@@ -13,25 +12,13 @@
  * a handler that fails to load ends the process at once, before any task. A prewarmed process
  * still serves exactly one task.
  *
- * Exit codes the runner translates into words: 0 ok, 1 the handler threw, 64 the module has
- * no default export function, 65 the module failed to load, 66 the task on stdin was
- * unreadable, 67 the handler returned a value that is not JSON, 124 the runner went away
- * while the task ran. A JSON return value goes to stderr as one line prefixed with the nonce
- * the runner sent on stdin.
+ * Exit codes are `EXIT` of `protocol.ts`. A JSON return value goes to stderr as one line
+ * prefixed with the nonce the runner sent on stdin.
  * @module
  */
+import { describe, type Handler, importHandler } from "./handler_module.ts";
+import { type Envelope, EXIT, resultJson } from "./protocol.ts";
 
-interface Envelope {
-  handler: string;
-  url: string;
-  timeoutMs: number;
-  payloadBytes: number;
-  /** Prefix of the result line on stderr; handlers never see it (it came on stdin). */
-  nonce: string;
-  task: Record<string, unknown>;
-}
-
-type Handler = (task: unknown, ctx: unknown) => unknown;
 type Read = (into: Uint8Array) => number | null | Promise<number | null>;
 
 // Captured before any handler code runs: a prewarmed process runs the handler's top-level code
@@ -106,7 +93,7 @@ async function readTask(read: Read): Promise<{ envelope: Envelope; payload: unkn
         buffer = bigger;
       }
       const n = await read(apply(subarray, buffer, [length]));
-      if (n === null) leave(66); // the runner is gone before the whole task came
+      if (n === null) leave(EXIT.badInput); // the runner is gone before the whole task came
       length += n;
     }
   };
@@ -121,27 +108,8 @@ async function readTask(read: Read): Promise<{ envelope: Envelope; payload: unkn
     await readAtLeast(end);
     return { envelope, payload: parse(decode(apply(subarray, buffer, [newline + 1, end]))) };
   } catch (error) {
-    die(66, `cannot read the task from stdin: ${(error as Error).message}`);
+    die(EXIT.badInput, `cannot read the task from stdin: ${(error as Error).message}`);
   }
-}
-
-async function importHandler(name: string, url: string): Promise<Handler> {
-  let module: Record<string, unknown>;
-  try {
-    module = await import(url);
-  } catch (error) {
-    die(65, `cannot load handler ${name}: ${(error as Error).message}`);
-  }
-  const handler = module.default;
-  if (typeof handler !== "function") {
-    die(
-      64,
-      `handler ${name} has no default export function ` +
-        `(found ${handler === undefined ? "no default export" : typeof handler}); ` +
-        "write `export default async function (task, ctx) { ... }`",
-    );
-  }
-  return handler as Handler;
 }
 
 // Lifeline: the runner holds stdin open until this process exits. End of input means the
@@ -150,26 +118,26 @@ async function importHandler(name: string, url: string): Promise<Handler> {
 // the captured `then`, with no rejection left for a handler's listener to swallow: exit first.
 function holdLifeline(): void {
   apply(then, read(new Bytes(1)), [
-    (n: number | null) => n === null && leave(124),
-    () => leave(124),
+    (n: number | null) => n === null && leave(EXIT.runnerGone),
+    () => leave(EXIT.runnerGone),
   ]);
 }
 
-const [preloadName, preloadUrl, readyToken] = Deno.args;
+const [prewarmName, prewarmUrl, readyToken] = Deno.args;
 let task: { envelope: Envelope; payload: unknown };
 let handler: Handler;
-if (preloadUrl === undefined) {
+if (prewarmUrl === undefined) {
   task = await readTask(readSync);
   holdLifeline();
-  handler = await importHandler(task.envelope.handler, task.envelope.url);
+  handler = await importHandler(task.envelope.handler, task.envelope.url, die);
 } else {
   // An idle prewarmed process whose runner goes away sees end of input here and exits (66).
   const reading = readTask(read);
-  handler = await importHandler(preloadName, preloadUrl);
+  handler = await importHandler(prewarmName, prewarmUrl, die);
   writeLine(`\n${readyToken}`); // on a line of its own, whatever the handler printed before
   task = await reading;
-  if (task.envelope.url !== preloadUrl) {
-    die(66, `a task for ${task.envelope.url} was sent to the process of ${preloadUrl}`);
+  if (task.envelope.url !== prewarmUrl) {
+    die(EXIT.badInput, `a task for ${task.envelope.url} was sent to the process of ${prewarmUrl}`);
   }
   holdLifeline();
 }
@@ -182,19 +150,12 @@ try {
     deadline: new Date(Date.now() + envelope.timeoutMs),
   });
 } catch (error) {
-  writeLine(error instanceof Error ? (error.stack ?? String(error)) : String(error));
-  die(1, `handler ${envelope.handler} threw`);
+  writeLine(describe(error));
+  die(EXIT.threw, `handler ${envelope.handler} threw`);
 }
-if (result !== undefined) {
-  let json: string | undefined;
-  try {
-    json = stringify(result);
-  } catch (error) {
-    die(
-      67,
-      `handler ${envelope.handler} returned a value that is not JSON: ${(error as Error).message}`,
-    );
-  }
-  if (json !== undefined) writeLine(`\n${envelope.nonce} ${json}`);
+const checked = resultJson(result, { encode, stringify, describe });
+if ("status" in checked) {
+  die(checked.status, `handler ${envelope.handler} returned a value, but ${checked.message}`);
 }
-exit(0);
+if (checked.json !== undefined) writeLine(`\n${envelope.nonce} ${checked.json}`);
+exit(EXIT.ok);

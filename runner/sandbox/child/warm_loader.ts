@@ -1,21 +1,21 @@
 /**
  * Child side of a warm sandbox: the main module of a restricted `deno run` that serves many
  * tasks of one function (see `warm_sandbox.ts` for the runner side). It imports nothing from
- * the runner: it runs with the same few permissions as a task-mode child.
+ * outside `child/`: it runs with the same few permissions as a task-mode child.
  *
  * Protocol, runner → child on stdin:
- * - first a handshake line `{"nonce","handler","url","concurrency","maxLineBytes",
- *   "maxResultBytes"}`, read before the handler is imported;
- * - then per task a JSON header line `{"id","payloadBytes","deadline","task"}` followed by
+ * - first a handshake line (`Handshake` in `protocol.ts`), read before the handler is imported;
+ * - then per task a JSON header line (`TaskHeader`) followed by
  *   `payloadBytes` of raw JSON payload. End of input: the runner is gone or retires this
  *   process; it exits at once, whatever is in flight.
  *
  * Child → runner on stderr, one frame per line: `<nonce> <kind> <id> <n> <text>`.
  * - `o`/`e`: a console line of task `id` (0: no task), stdout-like or stderr-like; `n` bytes
  *   were cut off the line;
- * - `r`: task `id` ended; `n` is 0 returned, 1 threw, 67 returned something not JSON; `text`
- *   is the heap used in bytes, then optionally a space and the JSON return value;
- * - `f`: a fatal line of this loader (it exits right after: 64, 65 or 70).
+ * - `r`: task `id` ended; `n` is its status (`EXIT.ok`, `threw` or `notJson`); `text` is the
+ *   heap used in bytes, then optionally a space and the JSON return value (at most
+ *   `MAX_RESULT_BYTES`);
+ * - `f`: a fatal line of this loader (it exits right after: 64, 65, 66 or 70).
  *
  * The nonce comes on stdin, so the handler never sees it (argv and env are readable), and it
  * only ever passes through functions captured here before the handler is imported, so a handler
@@ -25,29 +25,19 @@
  * with `Deno.stdout`/`Deno.stderr` directly are not framed: the runner attributes them to the
  * sandbox, not to a task.
  *
- * Exit codes: 0 end of input, 64 no default export function, 65 the module failed to load,
- * 66 unreadable input, 70 an error escaped every task (uncaught exception or unhandled
- * rejection). No timers: a pending timer costs start-up time, and the runner keeps time.
+ * Exit codes are `EXIT` of `protocol.ts`: `ok` at end of input, `noDefault`, `loadFailed`,
+ * `badInput`, `escaped`. No timers: a pending timer costs start-up time, and the runner keeps
+ * time.
  * @module
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Console } from "node:console";
 import type { Writable } from "node:stream";
+import { describe, type Handler, importHandler } from "./handler_module.ts";
+import { closeIntrospection } from "./introspection.ts";
+import { EXIT, type Handshake, resultJson, type TaskHeader } from "./protocol.ts";
 
-interface Handshake {
-  nonce: string;
-  handler: string;
-  url: string;
-  concurrency: number;
-  maxLineBytes: number;
-  maxResultBytes: number;
-}
-
-interface TaskFrame {
-  id: number;
-  payloadBytes: number;
-  deadline: number;
-  task: Record<string, unknown>;
+interface TaskFrame extends TaskHeader {
   payload: Uint8Array;
 }
 
@@ -89,7 +79,7 @@ Object.defineProperty(globalThis, Symbol.for("Deno.isUnloadDispatched"), {
 /** End of input: exit at once, before anything else (there may be no one left to tell). */
 function leave(): never {
   leaving = true;
-  exit(0);
+  exit(EXIT.ok);
 }
 
 let input = new Uint8Array(64 * 1024);
@@ -175,14 +165,6 @@ function sendLines(kind: "o" | "e" | "f", text: string, id = current.getStore() 
   send(frames);
 }
 
-function describe(error: unknown): string {
-  try {
-    return error instanceof Error ? (error.stack ?? String(error)) : String(error);
-  } catch {
-    return "(an error that cannot be turned into text)";
-  }
-}
-
 function fatal(code: number, message: string): never {
   sendLines("f", `task-runner: ${message}`);
   exit(code);
@@ -212,7 +194,7 @@ function installConsole(): void {
 function onEscaped(event: Event, error: unknown): void {
   if (event.defaultPrevented) return; // the handler's own listener dealt with it
   event.preventDefault();
-  fatal(70, `an error escaped every task: ${describe(error)}`);
+  fatal(EXIT.escaped, `an error escaped every task: ${describe(error)}`);
 }
 
 const first = await readLine();
@@ -220,35 +202,21 @@ let handshake: Handshake;
 try {
   handshake = parse(first ?? "");
 } catch (error) {
-  fatal(66, `cannot read the handshake from stdin: ${(error as Error).message}`);
+  fatal(EXIT.badInput, `cannot read the handshake from stdin: ${(error as Error).message}`);
 }
 nonce = handshake.nonce;
 maxLineBytes = handshake.maxLineBytes;
 input.fill(0, 0, start); // the handshake (and its nonce) does not stay in the buffer
 installConsole();
 
-let handler: (task: unknown, ctx: unknown) => unknown;
-try {
-  const specifier = handshake.url;
-  const module = await import(specifier);
-  handler = module.default;
-} catch (error) {
-  fatal(65, `cannot load handler ${handshake.handler}: ${(error as Error).message}`);
-}
-if (typeof handler !== "function") {
-  fatal(
-    64,
-    `handler ${handshake.handler} has no default export function ` +
-      `(found ${handler === undefined ? "no default export" : typeof handler}); ` +
-      "write `export default async function (task, ctx) { ... }`",
-  );
-}
+closeIntrospection(); // the nonce is in this process's memory: see introspection.ts
+const handler: Handler = await importHandler(handshake.handler, handshake.url, fatal);
 // After the import, so that listeners the module added itself run first and may handle it.
 globalThis.addEventListener("error", (e) => onEscaped(e, e.error));
 globalThis.addEventListener("unhandledrejection", (e) => onEscaped(e, e.reason));
 
 async function run(frame: TaskFrame): Promise<void> {
-  let status = 0;
+  let status: number = EXIT.ok;
   let value: unknown;
   try {
     const payload = parse(decode(frame.payload));
@@ -257,21 +225,17 @@ async function run(frame: TaskFrame): Promise<void> {
       deadline: new Date(frame.deadline),
     });
   } catch (error) {
-    status = 1;
+    status = EXIT.threw;
     sendLines("e", describe(error));
   }
   let json: string | undefined;
-  if (status === 0 && value !== undefined) {
-    try {
-      json = stringify(value);
-      const max = handshake.maxResultBytes;
-      if (json !== undefined && json.length * 3 > max && encode(json).length > max) {
-        throw new RangeError(`it is over ${max} bytes as JSON`);
-      }
-    } catch (error) {
-      status = 67;
-      json = undefined;
-      sendLines("e", `task-runner: the handler's return value is not JSON: ${describe(error)}`);
+  if (status === EXIT.ok) {
+    const checked = resultJson(value, { encode, stringify, describe });
+    if ("status" in checked) {
+      status = checked.status;
+      sendLines("e", `task-runner: the handler returned a value, but ${checked.message}`);
+    } else {
+      json = checked.json;
     }
   }
   const heap = memoryUsage().heapUsed;
@@ -300,7 +264,7 @@ for (;;) {
   try {
     frame = parse(line);
   } catch (error) {
-    fatal(66, `cannot read a task header from stdin: ${(error as Error).message}`);
+    fatal(EXIT.badInput, `cannot read a task header from stdin: ${(error as Error).message}`);
   }
   const payload = await readBytes(frame.payloadBytes);
   if (payload === null) leave();
