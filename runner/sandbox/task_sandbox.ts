@@ -28,7 +28,6 @@ import type {
 import { type SpawnOptions, type SpawnSettings, spawnSettings } from "./spawn_settings.ts";
 
 // The dispatcher and the reporter name a task's result after this module.
-export type { ChildResult } from "./process_source.ts";
 
 const LOADER = fromFileUrl(new URL("./child/task_loader.ts", import.meta.url));
 const ENCODER = new TextEncoder();

@@ -137,7 +137,9 @@ async function childOutlivesKill9(script: string): Promise<boolean> {
     return !(await gone(pid));
   } finally {
     try {
-      Deno.kill(-pid, "SIGKILL"); // a child that outlived the parent must not outlive the test
+      // A child that outlived the parent must not outlive the test (never -0 or -NaN: that
+      // would be this process group).
+      if (pid > 0) Deno.kill(-pid, "SIGKILL");
     } catch {
       // already gone: what the test wants
     }
@@ -165,7 +167,7 @@ Deno.test("task mode, prewarmed: the same handler dies with its runner", async (
   const script = `
     const { Sandbox } = await import(${JSON.stringify(MODULES.task)});
     const task = ${TASK};
-    const started = new Sandbox().start(task, { preload: true });
+    const started = new Sandbox().prewarm(task, { importHandler: true });
     await new Promise((r) => setTimeout(r, 300));
     const child = started.attach(task);
     console.log(child.pid);
