@@ -6,6 +6,7 @@ import type { KafkaMessage } from "kafkajs";
 import { TaskRejectedError } from "../errors.ts";
 import { handlerPath } from "../handler_name.ts";
 import type { Task } from "../handler_types.ts";
+import { wireRejection } from "../kafka/record_headers.ts";
 
 /** A task ready to run. */
 export interface DecodedTask {
@@ -35,6 +36,15 @@ function headerText(value: unknown): string {
 }
 
 /**
+ * Reject a message the Kafka layer already refused (too many headers, undecodable batch).
+ * @throws {TaskRejectedError} with the Kafka layer's reason.
+ */
+function rejectWireFailure(message: KafkaMessage): void {
+  const reason = wireRejection(message);
+  if (reason !== undefined) throw new TaskRejectedError(reason);
+}
+
+/**
  * Decode `message`. The handler file must exist (checked now, so a file dropped in is used by
  * the next task without a restart), and the payload must be JSON within the size limit.
  *
@@ -46,6 +56,7 @@ export function decodeTask(
   message: KafkaMessage,
   options: DecodeOptions,
 ): DecodedTask {
+  rejectWireFailure(message);
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(message.headers ?? {})) {
     headers[name] = headerText(value);
