@@ -7,8 +7,8 @@
  *   `zstdDecompress` included).
  * - snappy (2): `snappyjs` for the raw blocks, with the xerial framing (`\x82SNAPPY\0`, what
  *   Java producers write) unwrapped here; librdkafka writes raw snappy, and we do too.
- * - lz4 (3): the LZ4 *frame* format parsed here, blocks decoded by `lz4js`'s `decompressBlock`,
- *   checksums checked with its `xxh32`. lz4js's own frame reader reads a block checksum before
+ * - lz4 (3): the LZ4 *frame* format read and written here, blocks by `lz4js`'s
+ *   `decompressBlock` / `compressBlock`, checksums checked with its `xxh32`. lz4js's own frame reader reads a block checksum before
  *   the block instead of after it, and skips every checksum, so it is not used for decoding.
  *
  * Every decoder refuses output larger than `maxBytes`, so that a small "compression bomb" cannot
@@ -193,9 +193,42 @@ function lz4Frame(src: Uint8Array, maxBytes: number): Buffer {
   return Buffer.from(dst.buffer, 0, out);
 }
 
+const LZ4_FRAME_BLOCK = 1 << 16; // block size id 4
+
+/**
+ * An LZ4 frame of independent 64 KiB blocks. lz4js's own `compress` flags its blocks as
+ * dependent, which Kafka's LZ4 reader refuses ("unexpected error" from the broker).
+ */
+function lz4Compress(src: Uint8Array): Buffer {
+  const blocks = Math.max(1, Math.ceil(src.length / LZ4_FRAME_BLOCK));
+  const out = new Uint8Array(7 + blocks * (4 + lz4.compressBound(LZ4_FRAME_BLOCK)) + 4);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, LZ4_MAGIC, true);
+  out[4] = 0x60; // version 1, independent blocks, no checksums, no content size
+  out[5] = 0x40; // 64 KiB blocks
+  out[6] = (xxh32.hash(0, out, 4, 2) >>> 8) & 0xff;
+  let at = 7;
+  const table = new Uint32Array(1 << 16);
+  for (let start = 0; start < src.length; start += LZ4_FRAME_BLOCK) {
+    const block = src.subarray(start, start + LZ4_FRAME_BLOCK);
+    table.fill(0); // a fresh table keeps each block independent
+    const size = lz4.compressBlock(block, out.subarray(at + 4), 0, block.length, table);
+    if (size === 0 || size >= block.length) {
+      view.setUint32(at, (block.length | 0x80000000) >>> 0, true);
+      out.set(block, at + 4);
+      at += 4 + block.length;
+    } else {
+      view.setUint32(at, size, true);
+      at += 4 + size;
+    }
+  }
+  view.setUint32(at, 0, true); // end mark
+  return Buffer.from(out.buffer, 0, at + 4);
+}
+
 /** lz4, LZ4 frame format (what Kafka uses for RecordBatch v2). */
 export const LZ4: Codec = {
-  compress: (encoder) => Promise.resolve(asBuffer(lz4.compress(encoder.buffer))),
+  compress: (encoder) => Promise.resolve(lz4Compress(encoder.buffer)),
   // deno-lint-ignore require-await
   decompress: async (buffer, maxBytes) => lz4Frame(buffer, maxBytes),
 };

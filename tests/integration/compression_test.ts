@@ -127,3 +127,32 @@ Deno.test("an undecodable compressed batch is one rejected, dead-lettered task; 
   await new Promise((r) => setTimeout(r, 1500));
   assertEquals(runner.outcomes().length, 5, "the bad batch ends in exactly one outcome");
 });
+
+Deno.test("our own codecs compress batches the broker accepts and the runner decodes", async () => {
+  const topic = unique("ourcodecs");
+  await using clients = await kafkaClients();
+  await createTopic(clients.admin, topic, 1);
+  await using runner = RunnerProcess.onTopic(topic);
+  await runner.ready();
+  const types = {
+    gzip: CompressionTypes.GZIP,
+    snappy: CompressionTypes.Snappy,
+    lz4: CompressionTypes.LZ4,
+    zstd: CompressionTypes.ZSTD,
+  };
+  for (const [codec, compression] of Object.entries(types)) {
+    await clients.producer.send({
+      topic,
+      compression,
+      messages: [0, 1].map((n) => ({
+        value: bigPayload(codec, n),
+        headers: { php_worker: "echo" },
+      })),
+    });
+  }
+  const outcomes = await runner.waitForOutcomes(8);
+  assertEquals(outcomes.map((o) => o.outcome), Array(8).fill("ok"));
+  const seen = runner.output("echo").map((line) => JSON.stringify(JSON.parse(line).payload));
+  const sent = CODECS.flatMap((codec) => [0, 1].map((n) => bigPayload(codec, n)));
+  assertEquals(seen.sort(), sent.sort());
+});
