@@ -10,6 +10,7 @@ import { TaskRejectedError } from "../errors.ts";
 import type { GrantsTable } from "../function_config.ts";
 import { handlerFromHeaders, handlerPath } from "../handler_name.ts";
 import type { Task } from "../handler_types.ts";
+import { wireRejection } from "../kafka/record_headers.ts";
 import type { TopicPartition } from "./topic_partition.ts";
 
 /** A task ready to run. */
@@ -79,6 +80,15 @@ function handlerFile(functionsDir: string, name: string): string {
 }
 
 /**
+ * Reject a message the Kafka layer already refused (too many headers, undecodable batch).
+ * @throws {TaskRejectedError} with the Kafka layer's reason.
+ */
+function rejectWireFailure(message: KafkaMessage): void {
+  const reason = wireRejection(message);
+  if (reason !== undefined) throw new TaskRejectedError(reason);
+}
+
+/**
  * Decode `message`. The handler file must exist (checked now, so a file dropped in is used by
  * the next task without a restart), a symlink must stay inside the functions folder (see
  * {@link handlerFile}; `file` is then the real path), and the payload must be JSON within the
@@ -92,6 +102,7 @@ export function decodeTask(
   message: KafkaMessage,
   options: DecodeOptions,
 ): DecodedTask {
+  rejectWireFailure(message);
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(message.headers ?? {})) {
     headers[name] = headerText(value);

@@ -4,6 +4,7 @@
  */
 import { type Admin, Kafka, logLevel, Partitioners, type Producer } from "kafkajs";
 import { logger } from "../report/logging.ts";
+import { installKafkaWirePatch } from "./wire_patch.ts";
 
 /** Options of {@link createKafka}. */
 export interface KafkaOptions {
@@ -29,8 +30,12 @@ const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.DEBUG]: "debug",
 };
 
-/** A kafkajs client whose logs go to LogTape under `task-runner.kafka`. */
+/**
+ * A kafkajs client whose logs go to LogTape under `task-runner.kafka`, decoding every
+ * compression codec and bounding record headers (see `wire_patch.ts`).
+ */
 export function createKafka(options: KafkaOptions): Kafka {
+  installKafkaWirePatch();
   const log = logger("kafka");
   return new Kafka({
     clientId: options.clientId ?? "task-runner",
