@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { ADMIN_COMMANDS } from "./cli/admin.ts";
 import { describeConfig, OPTIONS, resolveConfig } from "./runner/config.ts";
 import { enqueue } from "./ops/enqueue.ts";
-import { loadGrants } from "./runner/function_config.ts";
+import { loadFunctionConfig } from "./runner/function_config.ts";
 import { createKafka, createProducer } from "./runner/kafka/client.ts";
 import { startLocalBroker } from "./ops/local_broker.ts";
 import { logger, setUpLogging } from "./runner/report/logging.ts";
@@ -67,17 +67,17 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
     ];
   }
   log.info("Starting with {config}", { config: describeConfig({ ...config, brokers }) });
-  const grants = await loadGrants(config.functionsConfig);
-  if (grants.size > 0) {
+  const functions = await loadFunctionConfig(config.functionsConfig);
+  if (functions.size > 0) {
     log.info("Grants for {functions} from {file}", {
-      functions: [...grants.keys()],
+      functions: [...functions.keys()],
       file: config.functionsConfig,
     });
   }
   const kafka = createKafka({ brokers });
   const admin = kafka.admin();
   const metrics = new RunnerMetrics({ topic: config.topic, groupId: config.groupId, admin });
-  const runner = new Runner({ kafka, settings: config, grants, observer: metrics });
+  const runner = new Runner({ kafka, settings: config, functions, observer: metrics });
   metrics.watch(runner);
   const health = config.metricsPort === 0 ? null : new HealthServer({
     port: config.metricsPort,

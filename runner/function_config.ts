@@ -1,5 +1,8 @@
 /**
- * Per-function grants: the operator's file that widens a handler's sandbox.
+ * Per-function configuration (`FUNCTIONS_CONFIG`, functions.json): the operator's file that
+ * widens a handler's sandbox (permissions: `allow*`, `env`), sets its delivery (`delivery`,
+ * `retries`, `ordering`, `resultTopic`) and its processes (`isolation`, `warm`, `prewarm`,
+ * `timeoutMs`, `memoryMb`).
  *
  * The file is JSON, read and validated once at start-up; no handler code is executed to
  * learn what a handler needs. A function that is not listed gets no grants at all.
@@ -20,8 +23,8 @@ import { MAX_TIMER_MS, TIMER_RULE } from "./config.ts";
 import { FunctionsConfigError } from "./errors.ts";
 import { HANDLER_NAME_PATTERN } from "./handler_name.ts";
 
-/** What an operator may grant one function. Every field is optional. */
-export interface FunctionGrants {
+/** One function's configuration: what it may do, how it is delivered, how it runs. Every field is optional. */
+export interface FunctionConfig {
   /** Hosts (`host` or `host:port`) the handler may connect to. */
   allowNet?: string[];
   /** Extra absolute paths the handler may read (its own file is always readable). */
@@ -97,7 +100,7 @@ export interface RetryPolicy {
 }
 
 /** Validated grants by function name. */
-export type GrantsTable = ReadonlyMap<string, Readonly<FunctionGrants>>;
+export type FunctionConfigTable = ReadonlyMap<string, Readonly<FunctionConfig>>;
 
 const LIST_KEYS = [
   "allowNet",
@@ -132,7 +135,7 @@ const MAX_PREWARM = 10_000;
  * Validate the parsed content of a functions config file.
  * @throws {FunctionsConfigError} naming the file, the function and the field at fault.
  */
-export function parseGrants(content: unknown, source: string): GrantsTable {
+export function parseFunctionConfig(content: unknown, source: string): FunctionConfigTable {
   const bad = (where: string, must: string, got: unknown): never => {
     throw new FunctionsConfigError(
       `${source}: ${where} must be ${must}, got ${JSON.stringify(got)}; fix the file and restart`,
@@ -148,7 +151,7 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
   if (typeof functions !== "object" || functions === null || Array.isArray(functions)) {
     bad('"functions"', "an object keyed by function name", functions);
   }
-  const table = new Map<string, FunctionGrants>();
+  const table = new Map<string, FunctionConfig>();
   for (const [name, raw] of Object.entries(functions as Record<string, unknown>)) {
     const at = `functions.${name}`;
     if (!HANDLER_NAME_PATTERN.test(name)) {
@@ -156,7 +159,7 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
     }
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) bad(at, "an object", raw);
     const entry = raw as Record<string, unknown>;
-    const grants: FunctionGrants = {};
+    const grants: FunctionConfig = {};
     for (const [key, value] of Object.entries(entry)) {
       if (!KNOWN.has(key)) bad(`${at}.${key}`, `one of ${[...KNOWN].join(", ")}`, key);
       if ((LIST_KEYS as readonly string[]).includes(key)) {
@@ -242,7 +245,7 @@ export function parseGrants(content: unknown, source: string): GrantsTable {
 
 /** `env` and `allowEnv` name no loader variable the operator did not accept in allowLoaderEnv. */
 function checkLoaderEnv(
-  grants: FunctionGrants,
+  grants: FunctionConfig,
   at: string,
   bad: (where: string, must: string, got: unknown) => never,
 ): void {
@@ -313,7 +316,7 @@ function parseWarm(
  * Read and validate the functions config file. A missing file means "no grants".
  * @throws {FunctionsConfigError} when the file exists but is not valid JSON or not valid grants.
  */
-export async function loadGrants(path: string): Promise<GrantsTable> {
+export async function loadFunctionConfig(path: string): Promise<FunctionConfigTable> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -327,5 +330,5 @@ export async function loadGrants(path: string): Promise<GrantsTable> {
   } catch (error) {
     throw new FunctionsConfigError(`${path}: is not valid JSON: ${(error as Error).message}`);
   }
-  return parseGrants(content, path);
+  return parseFunctionConfig(content, path);
 }

@@ -8,7 +8,7 @@ import type { Admin, Kafka, Producer } from "kafkajs";
 import type { RunnerConfig } from "./config.ts";
 import { ConcurrencyCap } from "./dispatch/concurrency_cap.ts";
 import { Dispatcher } from "./dispatch/dispatcher.ts";
-import type { GrantsTable } from "./function_config.ts";
+import type { FunctionConfigTable } from "./function_config.ts";
 import { TaskConsumer } from "./intake/consumer.ts";
 import { TaskDecoder } from "./intake/task_decoder.ts";
 import { createProducer, ensureTopic } from "./kafka/client.ts";
@@ -32,7 +32,7 @@ export interface RunnerOptions {
   /** Validated settings. */
   settings: RunnerSettings;
   /** Per-function configuration (functions.json). @default none */
-  grants?: GrantsTable;
+  functions?: FunctionConfigTable;
   /** Told of outcomes and spawn failures. @default none */
   observer?: TaskObserver;
 }
@@ -53,7 +53,7 @@ export class Runner {
 
   constructor(options: RunnerOptions) {
     const settings = this.#settings = options.settings;
-    const functions = options.grants ?? new Map();
+    const functions = options.functions ?? new Map();
     this.#kafka = options.kafka;
     this.#admin = this.#kafka.admin();
     this.#producer = createProducer(this.#kafka);
@@ -66,7 +66,7 @@ export class Runner {
     });
     this.#executor = new TaskExecutor({
       settings,
-      grants: functions,
+      functions,
       cap: this.#cap,
       observer: options.observer,
     });

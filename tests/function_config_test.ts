@@ -1,10 +1,10 @@
 import { assertEquals } from "./helpers/assert.ts";
 import assertStrict from "node:assert/strict";
-import { loadGrants, parseGrants } from "../runner/function_config.ts";
+import { loadFunctionConfig, parseFunctionConfig } from "../runner/function_config.ts";
 import { FunctionsConfigError } from "../runner/errors.ts";
 
 Deno.test("valid grants are kept per function", () => {
-  const table = parseGrants({
+  const table = parseFunctionConfig({
     functions: { hook: { allowNet: ["127.0.0.1:8080"], timeoutMs: 1000, env: { A: "b" } } },
   }, "f.json");
   assertEquals(table.get("hook"), {
@@ -13,7 +13,7 @@ Deno.test("valid grants are kept per function", () => {
     env: { A: "b" },
   });
   assertEquals(table.get("other"), undefined);
-  assertEquals(parseGrants({ functions: { a: { prewarm: 2 } } }, "f.json").get("a"), {
+  assertEquals(parseFunctionConfig({ functions: { a: { prewarm: 2 } } }, "f.json").get("a"), {
     prewarm: 2,
   });
 });
@@ -40,23 +40,23 @@ Deno.test("invalid grants are refused, naming the file, function and field", () 
   ];
   for (const [content, message] of cases) {
     assertStrict.throws(
-      () => parseGrants(content, "f.json"),
+      () => parseFunctionConfig(content, "f.json"),
       (e: Error) => e instanceof FunctionsConfigError && message.test(e.message),
     );
   }
 });
 
 Deno.test("a missing file means no grants; a broken file is an error", async () => {
-  assertEquals((await loadGrants("/nonexistent/functions.json")).size, 0);
+  assertEquals((await loadFunctionConfig("/nonexistent/functions.json")).size, 0);
   const path = await Deno.makeTempFile();
   await Deno.writeTextFile(path, "{oops");
-  await assertStrict.rejects(loadGrants(path), /is not valid JSON/);
+  await assertStrict.rejects(loadFunctionConfig(path), /is not valid JSON/);
   await Deno.remove(path);
 });
 
 Deno.test("timeoutMs and retry backoffs are bounded by the longest timer, 2147483647 ms", () => {
   const max = 2 ** 31 - 1;
-  const ok = parseGrants({
+  const ok = parseFunctionConfig({
     functions: { a: { timeoutMs: max, retries: { attempts: 2, baseMs: max, maxMs: max } } },
   }, "f.json").get("a");
   assertEquals(ok, { timeoutMs: max, retries: { attempts: 2, baseMs: max, maxMs: max } });
@@ -74,7 +74,7 @@ Deno.test("timeoutMs and retry backoffs are bounded by the longest timer, 214748
   ];
   for (const [entry, message] of cases) {
     assertStrict.throws(
-      () => parseGrants({ functions: { a: entry } }, "f.json"),
+      () => parseFunctionConfig({ functions: { a: entry } }, "f.json"),
       (e: Error) =>
         e instanceof FunctionsConfigError && e.message.includes(message) &&
         e.message.includes("the longest timer, about 24.8 days"),
@@ -84,13 +84,13 @@ Deno.test("timeoutMs and retry backoffs are bounded by the longest timer, 214748
 });
 
 Deno.test("paths are normalised; '.' and '..' segments are refused", () => {
-  const ok = parseGrants({
+  const ok = parseFunctionConfig({
     functions: { a: { allowRead: ["/srv//data/"], allowWrite: ["/srv/out/"] } },
   }, "f.json").get("a");
   assertEquals(ok, { allowRead: ["/srv/data"], allowWrite: ["/srv/out"] });
   for (const path of ["/srv/out/../../etc", "/srv/./out", "/.."]) {
     assertStrict.throws(
-      () => parseGrants({ functions: { a: { allowWrite: [path] } } }, "f.json"),
+      () => parseFunctionConfig({ functions: { a: { allowWrite: [path] } } }, "f.json"),
       (e: Error) =>
         e instanceof FunctionsConfigError &&
         e.message.includes(
@@ -111,7 +111,7 @@ Deno.test("env and allowEnv names that change how a process loads need allowLoad
   ];
   for (const [entry, where] of cases) {
     assertStrict.throws(
-      () => parseGrants({ functions: { a: entry } }, "f.json"),
+      () => parseFunctionConfig({ functions: { a: entry } }, "f.json"),
       (e: Error) =>
         e instanceof FunctionsConfigError &&
         e.message.includes(`${where} must be free of names that change how a process loads`) &&
@@ -119,12 +119,12 @@ Deno.test("env and allowEnv names that change how a process loads need allowLoad
       JSON.stringify(entry),
     );
   }
-  const opted = parseGrants({
+  const opted = parseFunctionConfig({
     functions: { a: { env: { NODE_ENV: "production" }, allowLoaderEnv: ["NODE_ENV"] } },
   }, "f.json").get("a");
   assertEquals(opted, { env: { NODE_ENV: "production" }, allowLoaderEnv: ["NODE_ENV"] });
   assertStrict.throws(
-    () => parseGrants({ functions: { a: { allowLoaderEnv: ["PATH"] } } }, "f.json"),
+    () => parseFunctionConfig({ functions: { a: { allowLoaderEnv: ["PATH"] } } }, "f.json"),
     /functions\.a\.allowLoaderEnv must be a list of LD_\*, DENO_\* or NODE_\* names/,
   );
 });

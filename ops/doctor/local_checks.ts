@@ -6,7 +6,11 @@
 import { join } from "node:path";
 import { hasDefaultExport } from "../../runner/default_export.ts";
 import type { Check, DoctorOptions } from "./doctor.ts";
-import { type FunctionGrants, type GrantsTable, loadGrants } from "../../runner/function_config.ts";
+import {
+  type FunctionConfig,
+  type FunctionConfigTable,
+  loadFunctionConfig,
+} from "../../runner/function_config.ts";
 import { HANDLER_NAME_PATTERN } from "../../runner/handler_name.ts";
 
 /** Check 5: the folder exists, each `*.ts` has a callable name and a default export. */
@@ -142,7 +146,7 @@ const SHELLS_AND_INTERPRETERS = new Set([
 ]);
 
 /** Why `grants` are effectively unrestricted, one sentence and fix each (none: narrow enough). */
-function broadGrants(grants: Readonly<FunctionGrants>): Array<{ what: string; fix: string }> {
+function broadGrants(grants: Readonly<FunctionConfig>): Array<{ what: string; fix: string }> {
   const quoted = (list: readonly string[]) => list.map((v) => JSON.stringify(v)).join(", ");
   const found: Array<{ what: string; fix: string }> = [];
   const readsAll = (grants.allowRead ?? []).filter((p) => p === "/");
@@ -183,9 +187,9 @@ function broadGrants(grants: Readonly<FunctionGrants>): Array<{ what: string; fi
 
 /** Check 6: the functions config file is valid, and names only existing handlers. */
 async function grantsChecks(path: string, handlers: Set<string>): Promise<Check[]> {
-  let grants: GrantsTable;
+  let grants: FunctionConfigTable;
   try {
-    grants = await loadGrants(path);
+    grants = await loadFunctionConfig(path);
   } catch (error) {
     return [{
       name: "functions-config",

@@ -2,7 +2,7 @@
  * How one function's tasks are delivered: commit point, retries, ordering, results.
  * @module
  */
-import type { FunctionGrants } from "../function_config.ts";
+import type { FunctionConfig } from "../function_config.ts";
 
 /** The resolved delivery settings of one function. */
 export interface DeliveryPolicy {
@@ -21,7 +21,7 @@ export interface DeliveryPolicy {
 }
 
 /** The policy of a function from its grants (defaults: the PHP daemon's behaviour). */
-export function deliveryPolicy(grants: Readonly<FunctionGrants> | undefined): DeliveryPolicy {
+export function deliveryPolicy(grants: Readonly<FunctionConfig> | undefined): DeliveryPolicy {
   return {
     atMostOnce: (grants?.delivery ?? "at-most-once") === "at-most-once",
     attempts: grants?.retries?.attempts ?? 1,

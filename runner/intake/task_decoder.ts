@@ -7,7 +7,7 @@ import { isAbsolute, relative } from "node:path";
 import { type DeliveryPolicy, deliveryPolicy } from "../dispatch/delivery_policy.ts";
 import type { TaskSource } from "../dispatch/job.ts";
 import { TaskRejectedError } from "../errors.ts";
-import type { GrantsTable } from "../function_config.ts";
+import type { FunctionConfigTable } from "../function_config.ts";
 import { handlerFromHeaders, handlerPath } from "../handler_name.ts";
 import type { Task } from "../handler_types.ts";
 import { wireRejection } from "../kafka/record_headers.ts";
@@ -144,13 +144,13 @@ export function decodeTask(
 /** Options of a {@link TaskDecoder}. */
 export interface TaskDecoderOptions extends DecodeOptions {
   /** Per-function configuration (functions.json), for each handler's delivery policy. */
-  functions: GrantsTable;
+  functions: FunctionConfigTable;
 }
 
 /** Decodes messages into tasks and names each handler's delivery rules (cached per handler). */
 export class TaskDecoder implements TaskSource {
   readonly #options: DecodeOptions;
-  readonly #functions: GrantsTable;
+  readonly #functions: FunctionConfigTable;
   readonly #policies = new Map<string, DeliveryPolicy>();
 
   constructor(options: TaskDecoderOptions) {

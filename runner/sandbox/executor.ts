@@ -11,7 +11,7 @@ import type { RunnerConfig } from "../config.ts";
 import type { ConcurrencyCap } from "../dispatch/concurrency_cap.ts";
 import type { Job } from "../dispatch/job.ts";
 import { SpawnError } from "../errors.ts";
-import type { FunctionGrants, GrantsTable } from "../function_config.ts";
+import type { FunctionConfig, FunctionConfigTable } from "../function_config.ts";
 import { handlerPath } from "../handler_name.ts";
 import { logger } from "../report/logging.ts";
 import { contextOf, type TaskObserver } from "../report/task_reporter.ts";
@@ -28,8 +28,8 @@ export interface TaskExecutorOptions {
     RunnerConfig,
     "functionsDir" | "killGraceMs" | "memoryMb" | "prewarm" | "taskNice" | "taskTimeoutMs"
   >;
-  /** Per-function grants and process settings (functions.json). @default none */
-  grants?: GrantsTable;
+  /** Per-function configuration (functions.json). @default none */
+  functions?: FunctionConfigTable;
   /** The cap: the prewarmer's idle children hold reservations in it. */
   cap: ConcurrencyCap;
   /** Environment the granted `allowEnv` variables are copied from. @default Deno.env.toObject() */
@@ -43,7 +43,7 @@ export interface TaskExecutorOptions {
  *
  * @example
  * ```ts
- * const executor = new TaskExecutor({ settings, grants, cap });
+ * const executor = new TaskExecutor({ settings, functions, cap });
  * executor.start(); // prewarm the functions that have their own count
  * executor.prepare(job); // while the job's commit is on its way
  * const result = await executor.execute(job); // after it
@@ -52,7 +52,7 @@ export interface TaskExecutorOptions {
  */
 export class TaskExecutor {
   readonly #settings: TaskExecutorOptions["settings"];
-  readonly #grants: GrantsTable;
+  readonly #functions: FunctionConfigTable;
   readonly #cap: ConcurrencyCap;
   readonly #spawn: SpawnSettings;
   readonly #observer: TaskExecutorOptions["observer"];
@@ -72,7 +72,7 @@ export class TaskExecutor {
 
   constructor(options: TaskExecutorOptions) {
     this.#settings = options.settings;
-    this.#grants = options.grants ?? new Map();
+    this.#functions = options.functions ?? new Map();
     this.#cap = options.cap;
     this.#observer = options.observer;
     this.#spawn = spawnSettings({
@@ -220,12 +220,12 @@ export class TaskExecutor {
 
   /** What decides which process may run a task of `handler`: its file, heap cap and grants. */
   #scopeOf(handler: string, file: string): ProcessScope {
-    const grants = this.#grants.get(handler);
+    const grants = this.#functions.get(handler);
     return { handler, file, memoryMb: grants?.memoryMb ?? this.#settings.memoryMb, grants };
   }
 
   /** The function's process source: chosen at its first task, kept from then on. */
-  #sourceFor(handler: string, grants: FunctionGrants | undefined): ProcessSource {
+  #sourceFor(handler: string, grants: FunctionConfig | undefined): ProcessSource {
     let source = this.#sources.get(handler);
     if (source) return source;
     if (grants?.isolation === "function") {
@@ -248,7 +248,7 @@ export class TaskExecutor {
 
   /** The task-mode functions with their own `prewarm` count, prewarmed from `start()` on. */
   #prewarmedFunctions(): PrewarmedFunction[] {
-    return [...this.#grants]
+    return [...this.#functions]
       .filter(([, g]) => g.prewarm !== undefined && g.isolation !== "function")
       .map(([handler, g]) => ({
         scope: this.#scopeOf(handler, handlerPath(this.#settings.functionsDir, handler)),

@@ -7,7 +7,7 @@
 import { getPriority, homedir, setPriority } from "node:os";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
-import type { FunctionGrants } from "../function_config.ts";
+import type { FunctionConfig } from "../function_config.ts";
 
 /** The parts of a task that decide what its process may do. */
 export interface SandboxScope {
@@ -16,7 +16,7 @@ export interface SandboxScope {
   /** V8 heap cap in MiB. */
   memoryMb: number;
   /** Operator grants for this function. */
-  grants?: Readonly<FunctionGrants>;
+  grants?: Readonly<FunctionConfig>;
 }
 
 /**

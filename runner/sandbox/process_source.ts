@@ -5,7 +5,7 @@
  * (task mode from processes started before their task) or `WarmSandboxes` (function mode).
  * @module
  */
-import type { FunctionGrants } from "../function_config.ts";
+import type { FunctionConfig } from "../function_config.ts";
 import type { SandboxScope } from "./permissions.ts";
 
 /** The parts of a task that decide which process may run it: handler, file, heap cap, grants. */
@@ -23,7 +23,7 @@ export interface SandboxTask extends ProcessScope {
   /** Time the task may run. */
   timeoutMs: number;
   /** Operator grants for this function. */
-  grants?: Readonly<FunctionGrants>;
+  grants?: Readonly<FunctionConfig>;
   /** Called for each output line of the task. */
   onOutput?: (stream: "stdout" | "stderr", line: string, truncated: boolean) => void;
 }

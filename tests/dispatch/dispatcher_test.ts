@@ -15,7 +15,7 @@ import {
   parseSkipSet,
 } from "../../runner/intake/partition_ledger.ts";
 import { ConcurrencyCap } from "../../runner/dispatch/concurrency_cap.ts";
-import type { FunctionGrants } from "../../runner/function_config.ts";
+import type { FunctionConfig } from "../../runner/function_config.ts";
 import { TaskRejectedError } from "../../runner/errors.ts";
 
 const OK: ChildResult = { outcome: "ok", reason: "exit 0", code: 0, signal: null, droppedBytes: 0 };
@@ -45,7 +45,7 @@ const control = { active: () => true, heartbeat: () => Promise.resolve(), resolv
 
 /** A dispatcher whose children end when the test says so, and whose commits are recorded. */
 function fixture(
-  grants: FunctionGrants = {},
+  grants: FunctionConfig = {},
   options: { capacity?: number; committed?: { offset: string; metadata: string | null } } = {},
 ) {
   const clock = new FakeClock();

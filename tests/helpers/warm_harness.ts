@@ -4,7 +4,7 @@
  */
 import { assertEquals, assertMatch } from "./assert.ts";
 import { fileURLToPath } from "node:url";
-import type { FunctionGrants } from "../../runner/function_config.ts";
+import type { FunctionConfig } from "../../runner/function_config.ts";
 import type { ChildResult } from "../../runner/sandbox/process_source.ts";
 import {
   type RecycleReason,
@@ -25,7 +25,7 @@ export interface Ran extends ChildResult {
 /** Where and how to send a task. */
 export interface Options {
   file?: string;
-  grants?: FunctionGrants;
+  grants?: FunctionConfig;
   timeoutMs?: number;
   memoryMb?: number;
   /** Every output line of every task, in arrival order, as `stream line`. */

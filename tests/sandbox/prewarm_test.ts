@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { fileURLToPath } from "node:url";
-import type { FunctionGrants } from "../../runner/function_config.ts";
+import type { FunctionConfig } from "../../runner/function_config.ts";
 import { ConcurrencyCap } from "../../runner/dispatch/concurrency_cap.ts";
 import {
   type PrewarmedFunction,
@@ -33,7 +33,7 @@ interface Ran extends ChildResult {
 
 interface Where {
   file?: string;
-  grants?: FunctionGrants;
+  grants?: FunctionConfig;
 }
 
 const scopeOf = (handler: string, where: Where = {}): ProcessScope => ({

@@ -3,7 +3,7 @@
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { fileURLToPath } from "node:url";
-import type { FunctionGrants } from "../../runner/function_config.ts";
+import type { FunctionConfig } from "../../runner/function_config.ts";
 import type {
   ChildResult,
   RunningChild,
@@ -40,7 +40,7 @@ function spawnFixture(
 async function run(
   handler: string,
   payload: unknown = {},
-  options: { grants?: FunctionGrants; timeoutMs?: number; memoryMb?: number; sandbox?: Sandbox } =
+  options: { grants?: FunctionConfig; timeoutMs?: number; memoryMb?: number; sandbox?: Sandbox } =
     {},
 ): Promise<Ran> {
   const sandbox = options.sandbox ??
