@@ -7,7 +7,9 @@ import type { Admin, Kafka, Producer } from "kafkajs";
 import { createKafka, createProducer } from "../../runner/kafka/client.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-export const FIXTURES = `${ROOT}tests/fixtures/functions`;
+import { FIXTURES } from "./fixtures.ts";
+export { FIXTURES };
+export { alive } from "./process.ts";
 
 /** Brokers of the test broker, started by `tests/run.sh`. */
 export function brokers(): string {
@@ -242,14 +244,4 @@ export async function kcatProduce(
   await writer.close();
   const { code, stderr } = await child.output();
   if (code !== 0) throw new Error(`kcat failed (${code}): ${new TextDecoder().decode(stderr)}`);
-}
-
-/** True while a process with `pid` exists (and is not a zombie). */
-export function alive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return !/^\d+ \(.*\) Z/.test(stat);
-  } catch {
-    return false;
-  }
 }

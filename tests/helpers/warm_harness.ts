@@ -3,7 +3,6 @@
  * is always closed and leaves no process behind.
  */
 import { assertEquals, assertMatch } from "./assert.ts";
-import { fileURLToPath } from "node:url";
 import type { FunctionConfig } from "../../runner/function_config.ts";
 import type { ChildResult } from "../../runner/sandbox/process_source.ts";
 import {
@@ -12,7 +11,10 @@ import {
   type WarmSandboxesOptions,
 } from "../../runner/sandbox/warm_sandbox.ts";
 
-export const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
+import { FIXTURES } from "./fixtures.ts";
+export { FIXTURES };
+export { alive, gone, until } from "./process.ts";
+import { alive } from "./process.ts";
 const ENCODER = new TextEncoder();
 
 /** A task's result with its pid and output. */
@@ -102,30 +104,8 @@ export async function withWarm(
   for (const pid of pids) assertEquals(alive(pid), false, `pid ${pid} is still alive`);
 }
 
-/** True while `pid` runs: /proc has it and it is no zombie (a parent may not have reaped it). */
-export function alive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
-
 /** The task failed with `what` on its stderr. */
 export function assertDenied(r: Ran, what: RegExp) {
   assertEquals(r.outcome, "failed", `expected a failure, got ${r.outcome}: ${r.stdout.join("\n")}`);
   assertMatch(r.stderr.join("\n"), what);
-}
-
-/** Poll every 20 ms until `condition` holds, for at most `ms`; whether it does. */
-export async function until(condition: () => boolean, ms = 2000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  return condition();
-}
-
-/** Poll /proc until `pid` is gone (at most ~2 s). */
-export function gone(pid: number): Promise<boolean> {
-  return until(() => !alive(pid));
 }

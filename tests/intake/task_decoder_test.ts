@@ -5,12 +5,11 @@
 import { Buffer } from "node:buffer";
 import type { KafkaMessage } from "kafkajs";
 import assertStrict from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { decodeTask, TaskDecoder } from "../../runner/intake/task_decoder.ts";
 import { TaskRejectedError } from "../../runner/errors.ts";
 import { assertEquals, assertMatch } from "../helpers/assert.ts";
 
-const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
+import { FIXTURES } from "../helpers/fixtures.ts";
 const OPTIONS = { handlerHeader: "php_worker", functionsDir: FIXTURES, maxPayloadBytes: 1024 };
 
 function message(headers: KafkaMessage["headers"]): KafkaMessage {

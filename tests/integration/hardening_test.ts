@@ -61,7 +61,7 @@ Deno.test("a handler header repeated with different values is rejected by the ru
 Deno.test("a symlinked handler runs when it stays in the functions folder; one into /proc is rejected", async () => {
   const dir = Deno.realPathSync(await Deno.makeTempDir({ prefix: "task-runner-functions-" }));
   try {
-    await Deno.copyFile(`${FIXTURES}/echo.ts`, `${dir}/echo.ts`);
+    await Deno.copyFile(`${FIXTURES}echo.ts`, `${dir}/echo.ts`);
     await Deno.symlink("echo.ts", `${dir}/alias.ts`);
     await Deno.symlink("/proc/self/environ", `${dir}/leak.ts`);
     const topic = unique("symlinks");

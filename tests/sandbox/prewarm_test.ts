@@ -3,6 +3,8 @@
  * task, the cap holds with reservations and eviction, stale children are recycled, a failing
  * import is not retried in a loop, nothing is left behind, and every denial still holds.
  */
+import { FIXTURES } from "../helpers/fixtures.ts";
+import { alive, waitUntil } from "../helpers/process.ts";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { fileURLToPath } from "node:url";
 import type { FunctionConfig } from "../../runner/function_config.ts";
@@ -19,7 +21,6 @@ import type {
 } from "../../runner/sandbox/process_source.ts";
 import { Sandbox } from "../../runner/sandbox/task_sandbox.ts";
 
-const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const sandbox = new Sandbox({ killGraceMs: 500, hostEnv: { SECRET_TOKEN: "s3cr3t" } });
 
@@ -71,29 +72,10 @@ function delay(ms: number): { done: Promise<null>; cancel(): void } {
   return { done, cancel: () => clearTimeout(timer) };
 }
 
-/** Wait until `condition()` holds, checking every 20 ms, for at most `ms`. */
-async function until(what: string, condition: () => boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    const tick = delay(20);
-    await tick.done;
-  }
-}
-
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);
     return true;
-  } catch {
-    return false;
-  }
-}
-
-/** True while a process with `pid` exists and is not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
   } catch {
     return false;
   }
@@ -134,7 +116,7 @@ Deno.test("a prewarmed child serves one task: started and its handler imported b
   const where = { grants: { allowWrite: [dir], env: { LOAD_MARK: mark } } };
   await using h = prewarmer([{ scope: scopeOf("marks_load", where), count: 1 }]);
   h.prewarmer.start();
-  await until("the child to be ready", () => h.of("ready").length === 1);
+  await waitUntil("the child to be ready", () => h.of("ready").length === 1);
   const [pid] = h.pids();
   assert(exists(mark), "its top-level code ran");
   const before = Date.now();
@@ -146,7 +128,7 @@ Deno.test("a prewarmed child serves one task: started and its handler imported b
   assertEquals([seen.headers.php_worker, seen.offset], ["marks_load", "7"]);
   assert(seen.loadedAt <= before, "the handler was imported before the task came");
   assert(seen.ranAt >= before);
-  await until("a replacement", () => h.pids().length === 2 && h.prewarmer.idle === 1);
+  await waitUntil("a replacement", () => h.pids().length === 2 && h.prewarmer.idle === 1);
   assertEquals(alive(pid), false, "the child served one task and exited");
   await Deno.remove(dir, { recursive: true });
 });
@@ -157,7 +139,7 @@ Deno.test("cap: idle children hold slots; a task on a full pool evicts the oldes
     { scope: scopeOf("returns_value"), count: 2 },
   ], 3);
   h.prewarmer.start();
-  await until("three children", () => h.pids().length === 3);
+  await waitUntil("three children", () => h.pids().length === 3);
   const settle = delay(300);
   await settle.done;
   assertEquals([h.pids().length, h.pool.reserved, h.pool.free], [3, 3, 0], "no more than the cap");
@@ -176,8 +158,8 @@ Deno.test("cap: idle children hold slots; a task on a full pool evicts the oldes
   const r = await run(h.prewarmer, "echo", { n: 1 });
   assertEquals([r.outcome, r.pid], ["ok", echo]);
   slot.release();
-  await until("refilled to the cap", () => h.pool.reserved === 3);
-  await until("the evicted child to be gone", () => !alive(oldest));
+  await waitUntil("refilled to the cap", () => h.pool.reserved === 3);
+  await waitUntil("the evicted child to be gone", () => !alive(oldest));
   assertEquals(h.pool.running + h.pool.reserved, 3);
 });
 
@@ -187,7 +169,7 @@ Deno.test("pace: at most half the cores' worth of children import at a time", as
   let starting = 0;
   let peak = 0;
   h.prewarmer.start();
-  await until("six ready children", () => {
+  await waitUntil("six ready children", () => {
     starting = h.pids().length - h.of("ready").length;
     peak = Math.max(peak, starting);
     return h.of("ready").length === 6;
@@ -198,7 +180,7 @@ Deno.test("pace: at most half the cores' worth of children import at a time", as
 Deno.test("after an eviction, nothing starts while more than half the slots run tasks", async () => {
   await using h = prewarmer([{ scope: scopeOf("echo"), count: 4 }], 4);
   h.prewarmer.start();
-  await until("four ready children", () => h.of("ready").length === 4);
+  await waitUntil("four ready children", () => h.of("ready").length === 4);
   // Two tasks of other functions, and one of echo: 3 of 4 slots run tasks.
   const slots = [h.pool.tryAcquire(), h.pool.tryAcquire(), h.pool.tryAcquire()];
   assert(slots.every((slot) => slot !== null));
@@ -209,10 +191,10 @@ Deno.test("after an eviction, nothing starts while more than half the slots run 
   await quiet.done;
   assertEquals([h.pids().length, h.pool.reserved], [4, 0], "no child started under pressure");
   slots[2]!.release(); // the echo task ended: 2 of 4 slots run tasks
-  await until("prewarming to resume at half the slots", () => h.pool.reserved === 2);
+  await waitUntil("prewarming to resume at half the slots", () => h.pool.reserved === 2);
   slots[0]!.release();
   slots[1]!.release();
-  await until("all four slots prewarmed again", () => h.pool.reserved === 4);
+  await waitUntil("all four slots prewarmed again", () => h.pool.reserved === 4);
 });
 
 Deno.test("recycled when the handler file or the grants change: the stale child is killed, the task starts cold", async () => {
@@ -221,7 +203,7 @@ Deno.test("recycled when the handler file or the grants change: the stale child 
   await Deno.copyFile(`${FIXTURES}echo.ts`, file);
   await using h = prewarmer([{ scope: scopeOf("echo", { file }), count: 1 }]);
   h.prewarmer.start();
-  await until("the child to start", () => h.pids().length === 1);
+  await waitUntil("the child to start", () => h.pids().length === 1);
   const [stale] = h.pids();
   await Deno.writeTextFile(
     file,
@@ -231,12 +213,12 @@ Deno.test("recycled when the handler file or the grants change: the stale child 
   assertEquals([cold.outcome, cold.stdout], ["ok", ['v2 {"n":1}']]);
   assert(cold.pid !== stale, "the stale child was not used");
   assertEquals(h.of("killed").map((e) => [e.pid, e.why]), [[stale, "file changed"]]);
-  await until("a fresh child", () => h.pids().length === 2);
+  await waitUntil("a fresh child", () => h.pids().length === 2);
   const fresh = h.pids()[1];
   const warm = await run(h.prewarmer, "echo", { n: 2 }, { file });
   assertEquals([warm.pid, warm.stdout], [fresh, ['v2 {"n":2}']]);
 
-  await until("its replacement", () => h.pids().length === 3);
+  await waitUntil("its replacement", () => h.pids().length === 3);
   const other = await run(h.prewarmer, "echo", { n: 3 }, { file, grants: { allowEnv: ["X"] } });
   assertEquals(other.outcome, "ok");
   assert(!h.pids().includes(other.pid), "other grants: a new process");
@@ -250,7 +232,7 @@ Deno.test("a handler whose import fails is not prewarmed in a loop nor given a t
   await Deno.copyFile(`${FIXTURES}no_default.ts`, file);
   await using h = prewarmer([{ scope: scopeOf("no_default", { file }), count: 2 }]);
   h.prewarmer.start();
-  await until("the child to die", () => h.of("died").length === 1);
+  await waitUntil("the child to die", () => h.of("died").length === 1);
   const [died] = h.of("died");
   assertEquals(died.exit.code, 64);
   assertMatch(died.exit.stderr.join("\n"), /handler no_default has no default export function/);
@@ -268,7 +250,7 @@ Deno.test("a handler whose import fails is not prewarmed in a loop nor given a t
 
   await Deno.writeTextFile(file, (await Deno.readTextFile(file)) + "// changed\n");
   await run(h.prewarmer, "no_default", {}, { file });
-  await until("the new version to be tried once", () => h.of("died").length === 2);
+  await waitUntil("the new version to be tried once", () => h.of("died").length === 2);
   const again = delay(300);
   await again.done;
   assertEquals(h.pids().length, 2);
@@ -281,11 +263,11 @@ Deno.test("close kills the idle children and waits for them; a running task is l
     count: 1,
   }]);
   h.prewarmer.start();
-  await until("three children", () => h.pids().length === 3);
+  await waitUntil("three children", () => h.pids().length === 3);
   const out = { stdout: [], stderr: [] } as unknown as Ran;
   const running = h.prewarmer.spawn(taskOf("hangs", {}, {}, out));
   assert(h.pids().includes(running.pid), "the hanging task took a prewarmed child");
-  await until("its replacement", () => h.pids().length === 4);
+  await waitUntil("its replacement", () => h.pids().length === 4);
   await h.prewarmer.close();
   await h.prewarmer.close(); // idempotent
   const idle = h.pids().filter((pid) => pid !== running.pid);
@@ -320,7 +302,7 @@ Deno.test("kill -9 of the runner: an idle prewarmed child sees its stdin end and
   runner.kill("SIGKILL");
   await runner.status;
   await reader.cancel();
-  await until("the orphan to exit", () => !alive(pid), 5000);
+  await waitUntil("the orphan to exit", () => !alive(pid), 5000);
 });
 
 // --- the sandbox with a prewarmed handler -------------------------------------------------

@@ -2,7 +2,6 @@
  * The sandbox with real `deno run` children, no broker: outcomes, limits and denials.
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { fileURLToPath } from "node:url";
 import type { FunctionConfig } from "../../runner/function_config.ts";
 import type {
   ChildResult,
@@ -12,7 +11,7 @@ import type {
 import { Sandbox } from "../../runner/sandbox/task_sandbox.ts";
 import { signalGroup } from "../../runner/sandbox/process_group.ts";
 
-const FIXTURES = fileURLToPath(new URL("../fixtures/functions/", import.meta.url));
+import { FIXTURES } from "../helpers/fixtures.ts";
 
 interface Ran extends ChildResult {
   stdout: string[];
