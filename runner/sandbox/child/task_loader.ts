@@ -17,6 +17,7 @@
  * @module
  */
 import { describe, type Handler, importHandler } from "./handler_module.ts";
+import { guardExit, removeWebStorage } from "./lockdown.ts";
 import { type Envelope, EXIT, resultJson } from "./protocol.ts";
 
 type Read = (into: Uint8Array) => number | null | Promise<number | null>;
@@ -39,31 +40,10 @@ const read: Read = Deno.stdin.read.bind(Deno.stdin);
 const exit: (code: number) => never = Deno.exit;
 const then = Promise.prototype.then;
 
-// No persistent web storage: Deno keys localStorage and the Cache API by the main module, which
-// is always this loader, so every function would share one store on disk (and Cache API writes
-// need no write grant). Removed before any handler code runs; nothing else reaches them.
-for (
-  const name of ["localStorage", "sessionStorage", "caches", "CacheStorage", "Cache", "Storage"]
-) {
-  Reflect.deleteProperty(globalThis, name);
-}
-
-// Deno.exit runs the `unload` listeners first unless this flag is set, and a handler's listener
-// could keep the process alive there for ever. `leaving` is set only when the runner is gone, so
-// that a normal exit still runs them; the handler cannot redefine the property.
-let leaving = false;
-let unloadDispatched = false;
-Object.defineProperty(globalThis, Symbol.for("Deno.isUnloadDispatched"), {
-  get: () => leaving || unloadDispatched,
-  set: (value) => unloadDispatched = Boolean(value),
-  configurable: false,
-});
+removeWebStorage();
 
 /** End of input: the runner is gone. Exit at once; there is no one left to tell why. */
-function leave(code: number): never {
-  leaving = true;
-  exit(code);
-}
+const leave: (code: number) => never = guardExit(exit);
 
 function writeLine(text: string): void {
   const bytes = encode(`${text}\n`);

@@ -35,6 +35,7 @@ import { Console } from "node:console";
 import type { Writable } from "node:stream";
 import { describe, type Handler, importHandler } from "./handler_module.ts";
 import { closeIntrospection } from "./introspection.ts";
+import { guardExit, removeWebStorage } from "./lockdown.ts";
 import { EXIT, type Handshake, resultJson, type TaskHeader } from "./protocol.ts";
 
 interface TaskFrame extends TaskHeader {
@@ -56,31 +57,11 @@ const parse = JSON.parse;
 const stringify = JSON.stringify;
 const current = new AsyncLocalStorage<number>();
 
-// No persistent web storage: Deno keys localStorage and the Cache API by the main module, which
-// is always this loader, so every function would share one store on disk (and Cache API writes
-// need no write grant). Removed before any handler code runs; nothing else reaches them.
-for (
-  const name of ["localStorage", "sessionStorage", "caches", "CacheStorage", "Cache", "Storage"]
-) {
-  Reflect.deleteProperty(globalThis, name);
-}
-
-// Deno.exit runs the `unload` listeners first unless this flag is set, and a handler's listener
-// could keep the process alive there for ever. `leaving` is set only at end of input (the
-// runner is gone or retires this process); the handler cannot redefine the property.
-let leaving = false;
-let unloadDispatched = false;
-Object.defineProperty(globalThis, Symbol.for("Deno.isUnloadDispatched"), {
-  get: () => leaving || unloadDispatched,
-  set: (value) => unloadDispatched = Boolean(value),
-  configurable: false,
-});
+removeWebStorage();
 
 /** End of input: exit at once, before anything else (there may be no one left to tell). */
-function leave(): never {
-  leaving = true;
-  exit(EXIT.ok);
-}
+const leaveNow: (code: number) => never = guardExit(exit);
+const leave: () => never = () => leaveNow(EXIT.ok);
 
 let input = new Uint8Array(64 * 1024);
 let start = 0;
