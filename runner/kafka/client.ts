@@ -4,6 +4,7 @@
  */
 import { type Admin, Kafka, logLevel, Partitioners, type Producer } from "kafkajs";
 import { logger } from "../report/logging.ts";
+import { kafkaAuth, PLAINTEXT, securityOf, type SecuritySettings } from "./security.ts";
 
 /** Options of {@link createKafka}. */
 export interface KafkaOptions {
@@ -20,6 +21,11 @@ export interface KafkaOptions {
    * in seconds instead of after minutes of back-off. @default 8
    */
   retries?: number;
+  /**
+   * TLS and SASL settings (a whole `RunnerConfig` will do): every client gets the same ones.
+   * @default PLAINTEXT, no SASL
+   */
+  security?: Partial<SecuritySettings>;
 }
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -29,12 +35,19 @@ const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.DEBUG]: "debug",
 };
 
-/** A kafkajs client whose logs go to LogTape under `task-runner.kafka`. */
+/**
+ * A kafkajs client whose logs go to LogTape under `task-runner.kafka`, secured as
+ * `options.security` says (its files are read now).
+ *
+ * @throws {ConfigError} when the security settings do not fit together.
+ * @throws {KafkaSecurityError} when a file they name cannot be read.
+ */
 export function createKafka(options: KafkaOptions): Kafka {
   const log = logger("kafka");
   return new Kafka({
     clientId: options.clientId ?? "task-runner",
     brokers: options.brokers,
+    ...kafkaAuth(securityOf(options.security ?? PLAINTEXT)),
     connectionTimeout: options.connectionTimeout ?? 3000,
     requestTimeout: options.requestTimeout ?? 30_000,
     retry: { retries: options.retries ?? 8, initialRetryTime: 100, maxRetryTime: 5000 },
