@@ -351,6 +351,9 @@ listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$scram
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$scram
 listener.name.sasl_ssl.plain.sasl.jaas.config=$plain
 listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=$bearer
+# KIP-368: OAUTHBEARER sessions end with their token (at most 15 s here), so clients must
+# re-authenticate with a fresh one; the token refresh test relies on it.
+listener.name.sasl_ssl.oauthbearer.connections.max.reauth.ms=15000
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$scram
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$plain
