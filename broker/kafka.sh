@@ -65,6 +65,8 @@
 #                           ~1.8 s to ready); 0: off                         [1]
 #   BROKER_ADVERTISED_HOST  host in advertised.listeners (a test may set it to
 #                           something wrong on purpose)                    [127.0.0.1]
+#   BROKER_ADVERTISED_PORT  port in advertised.listeners (single mode; a test sets
+#                           it wrong on purpose)                           [BROKER_PORT]
 #   BROKER_START_TIMEOUT    seconds `start` waits for the broker           [60]
 #   BROKER_STOP_TIMEOUT     seconds `stop` waits after SIGTERM             [20]
 #   BROKER_KAFKA_VERSION    override org.apache.kafka:kafka_2.13's version [the pom's, 4.1.1]
@@ -317,7 +319,7 @@ listener_props() {
   if [[ "$BROKER_MODE" != secured ]]; then
     cat <<EOF
 listeners=PLAINTEXT://127.0.0.1:$p,CONTROLLER://127.0.0.1:$c
-advertised.listeners=PLAINTEXT://$h:$p
+advertised.listeners=PLAINTEXT://$h:${BROKER_ADVERTISED_PORT:-$p}
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 EOF

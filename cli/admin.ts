@@ -137,7 +137,10 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
     summary: "check brokers, advertised addresses, topic, group, functions and tools",
     usage: "[--connect-timeout-ms <n>] [--json]",
     explanation:
-      "Checks, in order: each bootstrap broker accepts a TCP connection; the addresses the\n" +
+      "Checks, in order: each bootstrap broker accepts a TCP connection; TLS (certificate\n" +
+      "trusted by KAFKA_SSL_CA_FILE, valid for the name, not expired or expiring within 14\n" +
+      "days, client certificate accepted), the SASL mechanism enabled and the credentials\n" +
+      "accepted, and the protocol (PLAINTEXT against a TLS listener and the reverse); the addresses the\n" +
       "brokers advertise are reachable from here (the advertised.listeners trap); the task\n" +
       "topic exists; the group's state and lag; the functions folder (each *.ts has a valid\n" +
       "name and a default export, found by reading the files, never running them); the\n" +
@@ -160,6 +163,7 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
         functionsConfig: config.functionsConfig,
         localBroker,
         connectTimeoutMs: integer(values, "connect-timeout-ms", 1),
+        security: config,
       });
       print(report, () => doctorText(report));
       return report.ok ? 0 : 1;

@@ -108,6 +108,9 @@ function enabledMechanisms(body: Uint8Array): string[] {
 
 type Socket = net.Socket | tls.TLSSocket;
 
+/** The error a socket failed with before anyone listened (an mTLS alert right after the handshake). */
+const failures = new WeakMap<Socket, Error>();
+
 /**
  * Send one request on `socket` and resolve with the response body (correlation id stripped),
  * or reject with why not ("closed", a socket error, "timeout").
@@ -136,6 +139,10 @@ function exchange(socket: Socket, request: Uint8Array, timeoutMs: number): Promi
     const onError = (error: Error) => done(error);
     const onClose = () => done(new Error("the broker closed the connection"));
     const timer = setTimeout(() => done(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const failed = failures.get(socket);
+    if (failed || socket.destroyed) {
+      return done(failed ?? new Error("the broker closed the connection"));
+    }
     socket.on("data", onData).on("error", onError).on("close", onClose);
     socket.write(request);
   });
@@ -188,11 +195,17 @@ function openTcp(host: string, port: number, timeoutMs: number): Promise<net.Soc
   });
 }
 
+/** A TLS connection and the broker's chain, taken at the handshake (the broker may close next). */
+interface TlsConnection {
+  socket: tls.TLSSocket;
+  chain: X509Certificate[];
+}
+
 function openTls(
   host: string,
   port: number,
   options: ProbeOptions,
-): Promise<tls.TLSSocket> {
+): Promise<TlsConnection> {
   const timeoutMs = options.timeoutMs ?? 3000;
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
@@ -209,8 +222,21 @@ function openTls(
       socket.destroy();
       reject(new Error(`no TLS handshake within ${timeoutMs} ms`));
     }, timeoutMs);
-    socket.once("secureConnect", () => (clearTimeout(timer), resolve(socket)));
-    socket.once("error", (e) => (clearTimeout(timer), socket.destroy(), reject(e)));
+    let connected = false;
+    socket.once("secureConnect", () => {
+      clearTimeout(timer);
+      connected = true;
+      resolve({ socket, chain: peerChain(socket) });
+    });
+    socket.on("error", (e) => {
+      if (connected) {
+        if (!failures.has(socket)) failures.set(socket, e);
+        return;
+      }
+      clearTimeout(timer);
+      socket.destroy();
+      reject(e);
+    });
   });
 }
 
@@ -250,8 +276,9 @@ async function overTls(address: string, options: ProbeOptions): Promise<Listener
   const { host, port } = splitAddress(address);
   const timeoutMs = options.timeoutMs ?? 3000;
   let socket: tls.TLSSocket;
+  let chain: X509Certificate[];
   try {
-    socket = await openTls(host, port, options);
+    ({ socket, chain } = await openTls(host, port, options));
   } catch (error) {
     const reason = (error as Error).message;
     return /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|no TCP/.test(reason)
@@ -259,7 +286,6 @@ async function overTls(address: string, options: ProbeOptions): Promise<Listener
       : { address, speaks: "unknown", reason };
   }
   try {
-    const chain = peerChain(socket);
     const leaf = chain[0];
     const roots = options.ca ? pemCertificates(options.ca) : pemCertificates(
       tls.rootCertificates.join("\n"),

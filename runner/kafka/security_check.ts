@@ -238,21 +238,25 @@ export async function checkBrokerSecurity(
 }
 
 /**
- * kafkajs's authentication errors, named by the setting to change; other errors unchanged.
- * Kafka says which: an unsupported mechanism (UNSUPPORTED_SASL_MECHANISM) or wrong
- * credentials (SASL_AUTHENTICATION_FAILED).
+ * kafkajs's authentication errors as a finding naming the setting to change; null for other
+ * errors. Kafka says which it is: an unsupported mechanism (UNSUPPORTED_SASL_MECHANISM) or
+ * wrong credentials (SASL_AUTHENTICATION_FAILED).
  */
-export function explainKafkaError(error: unknown, s: SecuritySettings): unknown {
+export function saslFinding(error: unknown, s: SecuritySettings): Finding | null {
   const e = error as { name?: string; message?: string; type?: string };
   const text = `${e.message ?? ""}`;
+  const mechanism = s.saslMechanism.toUpperCase();
   if (
     e.type === "UNSUPPORTED_SASL_MECHANISM" ||
     /does not support the requested SASL|mechanism is not supported/.test(text)
   ) {
-    return new KafkaSecurityError(
-      `the brokers do not enable SASL ${s.saslMechanism.toUpperCase()} (${SETTING.saslMechanism}=${s.saslMechanism}): ` +
-        "run `main.ts doctor` to see the mechanisms they enable",
-    );
+    return {
+      name: "sasl",
+      status: "fail",
+      message:
+        `the brokers do not enable SASL ${mechanism} (${SETTING.saslMechanism}=${s.saslMechanism})`,
+      fix: "run `main.ts doctor` to see the mechanisms they enable",
+    };
   }
   if (e.name === "KafkaJSSASLAuthenticationError" || e.type === "SASL_AUTHENTICATION_FAILED") {
     const secret = s.saslMechanism === "oauthbearer"
@@ -262,10 +266,21 @@ export function explainKafkaError(error: unknown, s: SecuritySettings): unknown 
       : `${SETTING.saslUsername}=${s.saslUsername} and ${
         s.saslPasswordFile ? SETTING.saslPasswordFile : SETTING.saslPassword
       }`;
-    return new KafkaSecurityError(
-      `the brokers rejected SASL ${s.saslMechanism.toUpperCase()} authentication: check ${secret}` +
-        ` (Kafka said: ${text.replace(/^.*?failed: /, "")})`,
-    );
+    return {
+      name: "sasl",
+      status: "fail",
+      message:
+        `the brokers rejected SASL ${mechanism} authentication (wrong credentials; Kafka said: ${
+          text.replace(/^.*?failed: /, "")
+        })`,
+      fix: `check ${secret}`,
+    };
   }
-  return error;
+  return null;
+}
+
+/** kafkajs's authentication errors as a {@link KafkaSecurityError}; other errors unchanged. */
+export function explainKafkaError(error: unknown, s: SecuritySettings): unknown {
+  const finding = saslFinding(error, s);
+  return finding ? new KafkaSecurityError(`${finding.message}: ${finding.fix}`) : error;
 }

@@ -62,6 +62,13 @@ async function readTopic(
   return messages;
 }
 
+/** The environment as the command-line flags of the same options (flags > env). */
+function asFlags(env: Record<string, string>): string[] {
+  return Object.entries(env).flatMap((
+    [k, v],
+  ) => [`--${OPTIONS.find((o) => o.env === k)!.flag}`, v]);
+}
+
 /** No line contains any of the secrets. */
 function assertNoSecret(lines: string[], secrets: string[], what: string): void {
   for (const secret of secrets) {
@@ -109,16 +116,11 @@ async function endToEnd(broker: SecuredBroker, env: Record<string, string>, secr
   assertEquals(String(letter.headers!["x-task-runner-outcome"]), "rejected");
   // The admin commands use the same settings.
   const lag = await runAdmin("lag", [
-    "--brokers",
-    env.KAFKA_BROKERS,
     "--topic",
     topic,
     "--group",
     topic,
-    ...Object.entries(env).filter(([k]) => k !== "KAFKA_BROKERS").flatMap(([k, v]) => [
-      `--${OPTIONS.find((o) => o.env === k)!.flag}`,
-      v,
-    ]),
+    ...asFlags(env),
   ]);
   assertEquals(lag.code, 0, lag.stderr);
   assertMatch(lag.stdout, new RegExp(topic));
@@ -268,7 +270,7 @@ Deno.test({
       [
         "wrong password",
         { ...scram, KAFKA_SASL_PASSWORD_FILE: `${dir}/wrong.password` },
-        /KafkaSecurityError: .*rejected SASL SCRAM-SHA-512 .*KAFKA_SASL_USERNAME=alice and KAFKA_SASL_PASSWORD_FILE/,
+        /KafkaSecurityError: .*rejected SASL SCRAM-SHA-512 authentication \(wrong credentials.*check KAFKA_SASL_USERNAME=alice and KAFKA_SASL_PASSWORD_FILE/,
       ],
       [
         "wrong CA",
@@ -338,6 +340,72 @@ Deno.test({
     ];
     for (const [what, env, error] of cases) {
       await t.step(`refused: ${what}`, () => refused(env, error, [...secrets, wrong, keyPassword]));
+    }
+
+    const doctorCases: Array<[string, Record<string, string>, RegExp]> = [
+      [
+        "expired broker certificate, named with subject and dates",
+        {
+          ...mtls,
+          KAFKA_BROKERS: broker.expiredTls,
+          KAFKA_SSL_CERT_FILE: "",
+          KAFKA_SSL_KEY_FILE: "",
+          KAFKA_SSL_KEY_PASSWORD_FILE: "",
+        },
+        /^fail tls +127\.0\.0\.1:39303: the broker's certificate "CN=localhost \(expired\)" \(issuer "CN=task-runner test ca", valid 2020-01-01 to 2020-02-01\) expired on 2020-02-01T00:00:00\.000Z$/m,
+      ],
+      [
+        "untrusted CA",
+        { ...scram, KAFKA_SSL_CA_FILE: `${tlsDir}/other-ca.pem` },
+        /^fail tls .*"CN=localhost" .*is not signed by a CA in KAFKA_SSL_CA_FILE/m,
+      ],
+      [
+        "hostname mismatch",
+        { ...scram, KAFKA_SSL_SERVERNAME: "wrong.example" },
+        /^fail tls .*is not valid for "wrong\.example" \(it names IP Address:127\.0\.0\.1, DNS:localhost\)/m,
+      ],
+      [
+        "SASL mechanism not enabled",
+        { ...securedEnv(broker, "sasl_plaintext"), KAFKA_SASL_MECHANISM: "scram-sha-256" },
+        /^fail sasl .*does not enable SASL SCRAM-SHA-256 .*it enables SCRAM-SHA-512, PLAIN/m,
+      ],
+      [
+        "wrong credentials",
+        { ...scram, KAFKA_SASL_PASSWORD_FILE: `${dir}/wrong.password` },
+        /^fail sasl .*rejected SASL SCRAM-SHA-512 authentication \(wrong credentials/m,
+      ],
+      [
+        "PLAINTEXT client against a TLS listener",
+        { KAFKA_BROKERS: broker.mtls },
+        /^fail protocol .*is a TLS listener \(certificate "CN=localhost"\), but KAFKA_SECURITY_PROTOCOL=PLAINTEXT/m,
+      ],
+      [
+        "TLS client against a PLAINTEXT listener",
+        {
+          KAFKA_BROKERS: broker.plaintext,
+          KAFKA_SECURITY_PROTOCOL: "SSL",
+          KAFKA_SSL_CA_FILE: `${tlsDir}/ca.pem`,
+        },
+        /^fail protocol .*is a plaintext listener .*KAFKA_SECURITY_PROTOCOL=SSL expects TLS/m,
+      ],
+      [
+        "all well",
+        scram,
+        /^ok +tls .*trusted\n.*\n^ok +sasl +authenticated with SASL SCRAM-SHA-512 as alice$/m,
+      ],
+    ];
+    for (const [what, env, line] of doctorCases) {
+      await t.step(`doctor: ${what}`, async () => {
+        const { code, stdout, stderr } = await runAdmin("doctor", [
+          ...asFlags(env),
+          "--topic",
+          "x",
+        ]);
+        assertMatch(stdout, line);
+        assertEquals(code, what === "all well" ? 0 : 1, stdout);
+        assertEquals(stderr, "", "doctor printed something besides its report");
+        assertNoSecret([stdout], [...secrets, wrong, keyPassword], "doctor");
+      });
     }
     await Deno.remove(dir, { recursive: true });
   } finally {
