@@ -628,9 +628,10 @@ cluster() {
   local idfile="$BROKER_HOME/cluster-$BROKER_PORT.id"
   [[ -s "$idfile" ]] || new_cluster_id >"$idfile"
   local -a pids=()
+  local port
   for i in "${ids[@]}"; do
-    BROKER_MODE=cluster-node BROKER_PORT=$((BROKER_PORT + 10 * (i - 1))) \
-      BROKER_CONTROLLER_PORT=$((BROKER_PORT + 10 * (i - 1) + 1)) BROKER_NODE_ID=$i \
+    port=$((BROKER_PORT + 10 * (i - 1)))
+    BROKER_MODE=cluster-node BROKER_PORT=$port BROKER_CONTROLLER_PORT=$((port + 1)) BROKER_NODE_ID=$i \
       BROKER_QUORUM="$quorum" BROKER_CLUSTER_ID="$(cat "$idfile")" \
       BROKER_HEAP="${BROKER_HEAP_NODE:--Xmx320m -Xms128m}" \
       bash "${BASH_SOURCE[0]}" "$1" &
