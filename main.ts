@@ -8,6 +8,7 @@ import { describeConfig, OPTIONS, resolveConfig } from "./runner/config.ts";
 import { enqueue } from "./ops/enqueue.ts";
 import { loadFunctionConfig } from "./runner/function_config.ts";
 import { createKafka, createProducer } from "./runner/kafka/client.ts";
+import { checkBrokerSecurity, explainKafkaError } from "./runner/kafka/security_check.ts";
 import { startLocalBroker } from "./ops/local_broker.ts";
 import { logger, setUpLogging } from "./runner/report/logging.ts";
 import { HealthServer } from "./runner/report/health_server.ts";
@@ -74,7 +75,7 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
       file: config.functionsConfig,
     });
   }
-  const kafka = createKafka({ brokers });
+  const kafka = createKafka({ brokers, security: config });
   const admin = kafka.admin();
   const metrics = new RunnerMetrics({ topic: config.topic, groupId: config.groupId, admin });
   const runner = new Runner({ kafka, settings: config, functions, observer: metrics });
@@ -107,8 +108,15 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
       port: health.port,
     });
   }
-  await admin.connect();
-  await runner.start();
+  try {
+    // A security mismatch is refused at once, naming the setting, not retried for a minute.
+    await checkBrokerSecurity(brokers, config);
+    await admin.connect();
+    await runner.start();
+  } catch (error) {
+    await health?.stop();
+    throw explainKafkaError(error, config);
+  }
   const fatal = await Promise.race([stopRequested.then(() => null), runner.fatal]);
   await runner.stop();
   await health?.stop();
@@ -139,8 +147,15 @@ async function enqueueCommand(
   const config = resolveConfig(flags, Deno.env.toObject());
   await setUpLogging({ level: "warning", format: config.logFormat });
   const brokers = config.brokers ?? [`127.0.0.1:${config.localBrokerPort}`];
-  const producer = createProducer(createKafka({ brokers, clientId: "task-runner-enqueue" }));
-  await producer.connect();
+  const producer = createProducer(
+    createKafka({ brokers, clientId: "task-runner-enqueue", security: config }),
+  );
+  try {
+    await checkBrokerSecurity(brokers, config);
+    await producer.connect();
+  } catch (error) {
+    throw explainKafkaError(error, config);
+  }
   try {
     const meta = await enqueue(producer, handler, payload, {
       topic: config.topic,

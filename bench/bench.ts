@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { OPTIONS } from "../runner/config.ts";
 import { Sandbox } from "../runner/sandbox/task_sandbox.ts";
 import { createKafka, createProducer } from "../runner/kafka/client.ts";
-import { benchBrokers } from "./broker.ts";
+import { benchBrokers, benchSecurity } from "./broker.ts";
 import { functionsConfig, RunnerProcess, unique } from "../tests/helpers/harness.ts";
 import { fmt, percentile } from "./stats.ts";
 
@@ -87,7 +87,11 @@ const stamp = (line: { "@timestamp"?: string } | undefined) =>
 async function endToEnd(brokers: string, options: EndToEndOptions): Promise<EndToEnd> {
   const { count, cap, payloadBytes = 2 } = options;
   const topic = unique("bench");
-  const kafka = createKafka({ brokers: brokers.split(","), clientId: "bench" });
+  const kafka = createKafka({
+    brokers: brokers.split(","),
+    clientId: "bench",
+    security: benchSecurity(),
+  });
   const admin = kafka.admin();
   const producer = createProducer(kafka);
   await Promise.all([admin.connect(), producer.connect()]);
@@ -202,7 +206,11 @@ async function steadyLoad(
     () => runner.lines.find((l) => l.message.startsWith("Joined group")),
     60_000,
   );
-  const kafka = createKafka({ brokers: brokers.split(","), clientId: "bench" });
+  const kafka = createKafka({
+    brokers: brokers.split(","),
+    clientId: "bench",
+    security: benchSecurity(),
+  });
   const producer = createProducer(kafka);
   await producer.connect();
   const began = performance.now();

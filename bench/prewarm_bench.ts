@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { createKafka, createProducer } from "../runner/kafka/client.ts";
-import { benchBrokers } from "./broker.ts";
+import { benchBrokers, benchSecurity } from "./broker.ts";
 import { type LogLine, RunnerProcess, unique } from "../tests/helpers/harness.ts";
 import { fmt, percentile } from "./stats.ts";
 
@@ -61,7 +61,9 @@ async function latency(brokers: string, prewarm: number): Promise<number[]> {
     () => runner.lines.find((l) => l.message.startsWith("Joined group")),
     60_000,
   );
-  const producer = createProducer(createKafka({ brokers: brokers.split(","), clientId: "bench" }));
+  const producer = createProducer(
+    createKafka({ brokers: brokers.split(","), clientId: "bench", security: benchSecurity() }),
+  );
   await producer.connect();
   for (let i = 0; i <= LATENCY_TASKS; i++) {
     await producer.send({ topic, messages: [{ value: "{}", headers: { php_worker: "stamp" } }] });
@@ -85,7 +87,11 @@ interface Throughput {
 /** Queue `count` no-op tasks, start a runner, time until all have an outcome. */
 async function throughput(brokers: string, count: number, prewarm: number): Promise<Throughput> {
   const topic = unique("prewarm_rate");
-  const kafka = createKafka({ brokers: brokers.split(","), clientId: "bench" });
+  const kafka = createKafka({
+    brokers: brokers.split(","),
+    clientId: "bench",
+    security: benchSecurity(),
+  });
   const admin = kafka.admin();
   const producer = createProducer(kafka);
   await Promise.all([admin.connect(), producer.connect()]);

@@ -20,6 +20,30 @@
 #           (systemd/kafka.service) and `docker run`-style supervisors
 #   status  "running pid=… port=…" (exit 0) or "stopped port=…" (exit 3)
 #   env     print KAFKA_BROKERS=127.0.0.1:$BROKER_PORT  (eval "$(bash broker/kafka.sh env)")
+#   certs   (secured mode) generate the test CA, certificates and SASL passwords into
+#           $BROKER_HOME/tls-$BROKER_PORT/ once; `start` does it too
+#
+# Modes (BROKER_MODE):
+#   single   [default] one PLAINTEXT listener on BROKER_PORT, as described above.
+#   secured  for the security tests: one broker whose listeners are
+#              BROKER_PORT    SASL_SSL   (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, OAUTHBEARER with
+#                                         Kafka's unsecured JWT validator: tests only)
+#              BROKER_PORT+2  SSL, client certificate required (mTLS)
+#              BROKER_PORT+3  SSL with an EXPIRED broker certificate (for `doctor`)
+#              BROKER_PORT+4  PLAINTEXT (inter-broker; test set-up; wrong-protocol tests)
+#              BROKER_PORT+5  SASL_PLAINTEXT (same mechanisms and users as SASL_SSL)
+#            (controller BROKER_PORT+1). Certificates come from openssl at first start
+#            (`certs`): ca.pem, broker.pem (SAN IP:127.0.0.1, DNS:localhost), client.pem +
+#            client.key (encrypted, passphrase in client.key.password), expired-client.*,
+#            expired-broker.*, other-ca.pem (a CA nobody uses: the "wrong CA" tests). SCRAM
+#            users are created at storage-format time; the passwords are random per folder:
+#            users/<name>.password for alice (SCRAM-SHA-512 and -256) and bob (PLAIN).
+#            `env` prints the variables a client needs for the SASL_SSL listener.
+#   cluster  3 brokers, KRaft combined mode, one JVM each, on loopback: node i (1..3) serves
+#            PLAINTEXT on BROKER_PORT+10*(i-1), its controller one above; replication factor
+#            3 and min.insync.replicas=2 everywhere (__consumer_offsets included). start,
+#            stop and status act on every node, or on node BROKER_NODE (1..3) only, e.g. to
+#            restart a node that a test killed. `env` prints the three addresses.
 #
 # Environment knobs (defaults in brackets):
 #   BROKER_PORT             PLAINTEXT listener port                        [9092]
@@ -41,10 +65,14 @@
 #                           ~1.8 s to ready); 0: off                         [1]
 #   BROKER_ADVERTISED_HOST  host in advertised.listeners (a test may set it to
 #                           something wrong on purpose)                    [127.0.0.1]
+#   BROKER_ADVERTISED_PORT  port in advertised.listeners (single mode; a test sets
+#                           it wrong on purpose)                           [BROKER_PORT]
 #   BROKER_START_TIMEOUT    seconds `start` waits for the broker           [60]
 #   BROKER_STOP_TIMEOUT     seconds `stop` waits after SIGTERM             [20]
 #   BROKER_KAFKA_VERSION    override org.apache.kafka:kafka_2.13's version [the pom's, 4.1.1]
 #   JAVA, MVN               the java / mvn executables                     [java, mvn from PATH]
+#   BROKER_MODE             single | secured | cluster (see Modes)         [single]
+#   BROKER_NODE             cluster mode: act on this node only (1..3)     [all]
 #
 # Each BROKER_PORT is an independent broker (own data, log, pid file), so several can
 # run side by side, e.g. BROKER_PORT=39092 bash broker/kafka.sh start.
@@ -65,10 +93,21 @@ BROKER_STOP_TIMEOUT="${BROKER_STOP_TIMEOUT:-20}"
 BROKER_KAFKA_VERSION="${BROKER_KAFKA_VERSION:-}"
 JAVA="${JAVA:-java}"
 MVN="${MVN:-mvn}"
+BROKER_MODE="${BROKER_MODE:-single}"
+BROKER_NODE="${BROKER_NODE:-}"
+# Set by cluster mode for each node it starts (not knobs): node id and the static quorum.
+BROKER_NODE_ID="${BROKER_NODE_ID:-1}"
+BROKER_QUORUM="${BROKER_QUORUM:-1@127.0.0.1:$BROKER_CONTROLLER_PORT}"
 
 lib="${BROKER_LIB:-$BROKER_HOME/lib}"
 marker="$lib/.fetched"
-data="$BROKER_HOME/data-$BROKER_PORT"
+case "$BROKER_MODE" in
+  single | cluster) data="$BROKER_HOME/data-$BROKER_PORT" ;;
+  secured) data="$BROKER_HOME/secured-$BROKER_PORT" ;;
+  cluster-node) data="$BROKER_HOME/cluster-node-$BROKER_PORT" ;;
+  *) printf 'kafka.sh: error: BROKER_MODE=%s is not one of single, secured, cluster\n' "$BROKER_MODE" >&2; exit 1 ;;
+esac
+tls="$BROKER_HOME/tls-$BROKER_PORT"
 props="$data/server.properties"
 logfile="$BROKER_HOME/kafka-$BROKER_PORT.log"
 pidfile="$BROKER_HOME/kafka-$BROKER_PORT.pid"
@@ -198,32 +237,160 @@ new_cluster_id() {
   echo "$id"
 }
 
+# Test PKI for the secured mode, made once per $tls folder with openssl (EC P-256 keys: fast
+# to make, and Kafka's PEM keystore reads PKCS#8 EC keys).
+cmd_certs() {
+  [[ -s "$tls/.done" ]] && return 0
+  command -v openssl >/dev/null 2>&1 \
+    || die "openssl not found; the secured test broker makes its certificates with it. Install it, e.g. apt-get install -y openssl"
+  rm -rf "$tls"
+  mkdir -p "$tls/users" "$tls/ca-db"
+  chmod 700 "$tls"
+  (
+    cd "$tls"
+    local key
+    key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+    # Two CAs: ours, and one nobody uses (a client trusting it is the "wrong CA" case).
+    for ca in ca other-ca; do
+      key "$ca.key"
+      openssl req -x509 -new -key "$ca.key" -sha256 -days 3650 -subj "/CN=task-runner test $ca" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        -out "$ca.pem" 2>/dev/null
+    done
+    : >ca-db/index.txt
+    cat >ca.cnf <<EOF
+[ca]
+default_ca = test
+[test]
+dir = $tls/ca-db
+database = \$dir/index.txt
+new_certs_dir = \$dir
+serial = \$dir/serial
+certificate = $tls/ca.pem
+private_key = $tls/ca.key
+default_md = sha256
+policy = any
+unique_subject = no
+copy_extensions = copy
+[any]
+commonName = supplied
+[server]
+basicConstraints = CA:FALSE
+keyUsage = digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+[client]
+basicConstraints = CA:FALSE
+keyUsage = digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+EOF
+    # sign <name> <server|client> <CN> [startdate enddate]
+    sign() {
+      key "$1.key"
+      openssl req -new -key "$1.key" -subj "/CN=$3" -out "$1.csr" 2>/dev/null
+      local -a when=(-days 365)
+      [[ $# -ge 5 ]] && when=(-startdate "$4" -enddate "$5")
+      openssl rand -hex 16 >ca-db/serial
+      openssl ca -batch -config ca.cnf -extensions "$2" "${when[@]}" -notext \
+        -in "$1.csr" -out "$1.pem" 2>/dev/null
+      rm -f "$1.csr"
+    }
+    sign broker server "localhost"
+    sign expired-broker server "localhost (expired)" 20200101000000Z 20200201000000Z
+    sign client client "task-runner-client"
+    sign expired-client client "task-runner-client (expired)" 20200101000000Z 20200201000000Z
+    # Kafka's PEM keystore: the PKCS#8 key, then the certificate.
+    cat broker.key broker.pem >broker-keystore.pem
+    cat expired-broker.key expired-broker.pem >expired-broker-keystore.pem
+    # The client key encrypted, to exercise KAFKA_SSL_KEY_PASSWORD_FILE.
+    openssl rand -hex 12 >client.key.password
+    openssl pkcs8 -topk8 -v2 aes-256-cbc -in client.key -passout file:client.key.password \
+      -out client.key.enc
+    mv -f client.key.enc client.key
+    for user in alice bob; do echo "pw-$user-$(openssl rand -hex 12)" >"users/$user.password"; done
+    chmod 600 ./*.key users/*
+    echo done >.done
+  ) || die "making the test certificates in $tls failed"
+}
+
+# The listener lines of server.properties for BROKER_MODE.
+listener_props() {
+  local p=$BROKER_PORT c=$BROKER_CONTROLLER_PORT h=$BROKER_ADVERTISED_HOST
+  if [[ "$BROKER_MODE" != secured ]]; then
+    cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$p,CONTROLLER://127.0.0.1:$c
+advertised.listeners=PLAINTEXT://$h:${BROKER_ADVERTISED_PORT:-$p}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+EOF
+    return 0
+  fi
+  local alice bob scram plain bearer
+  alice="$(cat "$tls/users/alice.password")"
+  bob="$(cat "$tls/users/bob.password")"
+  scram='org.apache.kafka.common.security.scram.ScramLoginModule required;'
+  plain="org.apache.kafka.common.security.plain.PlainLoginModule required user_bob=\"$bob\" user_alice=\"$alice\";"
+  bearer='org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;'
+  cat <<EOF
+listeners=SASL_SSL://127.0.0.1:$p,CONTROLLER://127.0.0.1:$c,MTLS://127.0.0.1:$((p + 2)),EXPIRED://127.0.0.1:$((p + 3)),PLAINTEXT://127.0.0.1:$((p + 4)),SASL_PLAINTEXT://127.0.0.1:$((p + 5))
+advertised.listeners=SASL_SSL://$h:$p,MTLS://$h:$((p + 2)),EXPIRED://$h:$((p + 3)),PLAINTEXT://$h:$((p + 4)),SASL_PLAINTEXT://$h:$((p + 5))
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL,EXPIRED:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
+# Test certificates from the certs command (PEM stores: Kafka 4 reads them directly).
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/broker-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+listener.name.mtls.ssl.client.auth=required
+listener.name.expired.ssl.keystore.type=PEM
+listener.name.expired.ssl.keystore.location=$tls/expired-broker-keystore.pem
+# SASL_SSL offers every mechanism kafkajs has; SASL_PLAINTEXT leaves out SCRAM-SHA-256 and
+# OAUTHBEARER, so that a test can ask for a mechanism the broker has not enabled.
+# OAUTHBEARER uses Kafka's unsecured JWT validator (alg "none"): for tests only.
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN,OAUTHBEARER
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN,OAUTHBEARER
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$scram
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$scram
+listener.name.sasl_ssl.plain.sasl.jaas.config=$plain
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=$bearer
+# KIP-368: OAUTHBEARER sessions end with their token (at most 15 s here), so clients must
+# re-authenticate with a fresh one; the token refresh test relies on it.
+listener.name.sasl_ssl.oauthbearer.connections.max.reauth.ms=15000
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$scram
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$plain
+EOF
+}
+
 write_props() {
+  local rf=1 isr=1
+  local note="Static KRaft quorum of one (kraft.version 0): the controller port may change between runs."
+  if [[ "$BROKER_MODE" == cluster-node ]]; then
+    rf=3 isr=2 note="Static KRaft quorum of the three nodes (kraft.version 0)."
+  fi
+  (umask 077 && : >"$props") # the secured mode's PLAIN passwords are in it
   cat >"$props" <<EOF
 # Written by broker/kafka.sh on every start; edits are overwritten.
 process.roles=broker,controller
-node.id=1
-# Static KRaft quorum of one (kraft.version 0): the controller port may change between runs.
-controller.quorum.voters=1@127.0.0.1:$BROKER_CONTROLLER_PORT
+node.id=$BROKER_NODE_ID
+# $note
+controller.quorum.voters=$BROKER_QUORUM
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$BROKER_PORT,CONTROLLER://127.0.0.1:$BROKER_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$BROKER_ADVERTISED_HOST:$BROKER_PORT
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+$(listener_props)
 log.dirs=$data/kraft-logs
 
 num.partitions=4
-default.replication.factor=1
-min.insync.replicas=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
 auto.create.topics.enable=true
 delete.topic.enable=true
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 # Offset commits are acknowledged once written. Kafka 4's group coordinator lingers 5 ms by
 # default to batch those writes, which the runner pays before every at-most-once start.
@@ -253,7 +420,9 @@ check_not_running() {
     return 1
   fi
   local p
-  for p in "$BROKER_PORT" "$BROKER_CONTROLLER_PORT"; do
+  local -a ports=("$BROKER_PORT" "$BROKER_CONTROLLER_PORT")
+  [[ "$BROKER_MODE" == secured ]] && ports+=($((BROKER_PORT + 2)) $((BROKER_PORT + 3)) $((BROKER_PORT + 4)) $((BROKER_PORT + 5)))
+  for p in "${ports[@]}"; do
     if port_open "$p"; then
       die "port 127.0.0.1:$p is already in use by another process (not our broker for BROKER_PORT=$BROKER_PORT; pid file $pidfile). Stop it or choose other ports with BROKER_PORT / BROKER_CONTROLLER_PORT."
     fi
@@ -278,12 +447,20 @@ set_jvm() {
 # Storage is formatted once; the cluster id is generated once and kept in $data/cluster.id.
 needs_format() { [[ ! -f "$data/kraft-logs/meta.properties" ]]; }
 cluster_id() {
+  [[ -s "$data/cluster.id" || -z "${BROKER_CLUSTER_ID:-}" ]] || echo "$BROKER_CLUSTER_ID" >"$data/cluster.id"
   [[ -s "$data/cluster.id" ]] || new_cluster_id >"$data/cluster.id"
   cat "$data/cluster.id"
 }
 format_storage() {
+  local -a scram=()
+  if [[ "$BROKER_MODE" == secured ]]; then
+    local alice
+    alice="$(cat "$tls/users/alice.password")"
+    scram=(--add-scram "SCRAM-SHA-512=[name=\"alice\",password=\"$alice\"]"
+      --add-scram "SCRAM-SHA-256=[name=\"alice\",password=\"$alice\"]")
+  fi
   "$JAVA" "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format \
-    --cluster-id "$1" --config "$props" --ignore-formatted
+    --cluster-id "$1" --config "$props" --ignore-formatted ${scram[@]+"${scram[@]}"}
 }
 
 cmd_start() {
@@ -292,6 +469,7 @@ cmd_start() {
   need_java
   cmd_fetch
   mkdir -p "$data"
+  [[ "$BROKER_MODE" != secured ]] || cmd_certs
   write_props
 
   # Rotate the log so that the readiness check only sees this run.
@@ -362,6 +540,7 @@ cmd_prepare() {
   need_java
   cmd_fetch
   mkdir -p "$data"
+  [[ "$BROKER_MODE" != secured ]] || cmd_certs
   write_props
   set_jvm console
   if needs_format; then
@@ -422,7 +601,56 @@ cmd_status() {
   return 3
 }
 
-cmd_env() { echo "KAFKA_BROKERS=127.0.0.1:$BROKER_PORT"; }
+cmd_env() {
+  if [[ "$BROKER_MODE" == secured ]]; then
+    echo "KAFKA_BROKERS=127.0.0.1:$BROKER_PORT"
+    echo "KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+    echo "KAFKA_SSL_CA_FILE=$tls/ca.pem"
+    echo "KAFKA_SASL_MECHANISM=scram-sha-512"
+    echo "KAFKA_SASL_USERNAME=alice"
+    echo "KAFKA_SASL_PASSWORD_FILE=$tls/users/alice.password"
+    return 0
+  fi
+  echo "KAFKA_BROKERS=127.0.0.1:$BROKER_PORT"
+}
+
+# Cluster mode: run <command> for each node (or BROKER_NODE only) as a cluster-node broker.
+# Nodes start in parallel: none of them serves before a majority of the quorum is up.
+cluster() {
+  local -a ids=(1 2 3)
+  if [[ -n "$BROKER_NODE" ]]; then
+    [[ "$BROKER_NODE" =~ ^[123]$ ]] || die "BROKER_NODE='$BROKER_NODE' must be 1, 2 or 3"
+    ids=("$BROKER_NODE")
+  fi
+  local quorum="" i
+  for i in 1 2 3; do quorum+="${quorum:+,}$i@127.0.0.1:$((BROKER_PORT + 10 * (i - 1) + 1))"; done
+  mkdir -p "$BROKER_HOME"
+  local idfile="$BROKER_HOME/cluster-$BROKER_PORT.id"
+  [[ -s "$idfile" ]] || new_cluster_id >"$idfile"
+  local -a pids=()
+  local port
+  for i in "${ids[@]}"; do
+    port=$((BROKER_PORT + 10 * (i - 1)))
+    BROKER_MODE=cluster-node BROKER_PORT=$port BROKER_CONTROLLER_PORT=$((port + 1)) BROKER_NODE_ID=$i \
+      BROKER_QUORUM="$quorum" BROKER_CLUSTER_ID="$(cat "$idfile")" \
+      BROKER_HEAP="${BROKER_HEAP_NODE:--Xmx320m -Xms128m}" \
+      bash "${BASH_SOURCE[0]}" "$1" &
+    pids+=($!)
+  done
+  local failed=0 pid
+  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+  # status: 0 only when every node runs.
+  (( failed == 0 )) || { [[ "$1" == status ]] && return 3; die "$1 failed on $failed node(s)"; }
+}
+
+if [[ "$BROKER_MODE" == cluster ]]; then
+  case "${1:-}" in
+    start | stop | status) cluster "$1"; exit $? ;;
+    env) echo "KAFKA_BROKERS=127.0.0.1:$BROKER_PORT,127.0.0.1:$((BROKER_PORT + 10)),127.0.0.1:$((BROKER_PORT + 20))"; exit 0 ;;
+    fetch) ;;
+    *) die "BROKER_MODE=cluster supports fetch, start, stop, status and env" ;;
+  esac
+fi
 
 case "${1:-}" in
   fetch) cmd_fetch ;;
@@ -432,5 +660,6 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  certs) cmd_certs ;;
   *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -45,8 +45,8 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
     configFlags: CONNECTION,
     positionals: true,
     flags: { internal: { type: "boolean", doc: "Include Kafka's internal topics." } },
-    body: async ({ values, positionals, brokers, print }) => {
-      const report = await withAdmin(brokers, (admin) =>
+    body: async ({ values, positionals, config, brokers, print }) => {
+      const report = await withAdmin(adminKafka(brokers, config), (admin) =>
         listTopics(admin, {
           topics: positionals.length > 0 ? positionals : undefined,
           includeInternal: values.internal === true,
@@ -79,7 +79,7 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
         offset: required(integer(values, "offset", 0), "offset"),
       };
       const timeoutMs = integer(values, "timeout-ms", 1);
-      const message = await inspectMessage(adminKafka(brokers), address, { timeoutMs });
+      const message = await inspectMessage(adminKafka(brokers, config), address, { timeoutMs });
       print(message, () => messageText(message));
       return 0;
     },
@@ -100,7 +100,7 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
     body: async ({ values, config, brokers, print }) => {
       const timestamp = parseTime(required(values.time as string | undefined, "time"), "time");
       const rows = await withAdmin(
-        brokers,
+        adminKafka(brokers, config),
         (admin) => offsetsForTimestamp(admin, { topic: config.topic, timestamp }),
       );
       print(
@@ -123,7 +123,7 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
     configFlags: [...CONNECTION, "topic", "group"],
     body: async ({ config, brokers, print }) => {
       const lag = await withAdmin(
-        brokers,
+        adminKafka(brokers, config),
         (admin) => groupLag(admin, { groupId: config.groupId, topic: config.topic }),
       );
       print(lag, () => lagText(lag));
@@ -137,7 +137,10 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
     summary: "check brokers, advertised addresses, topic, group, functions and tools",
     usage: "[--connect-timeout-ms <n>] [--json]",
     explanation:
-      "Checks, in order: each bootstrap broker accepts a TCP connection; the addresses the\n" +
+      "Checks, in order: each bootstrap broker accepts a TCP connection; TLS (certificate\n" +
+      "trusted by KAFKA_SSL_CA_FILE, valid for the name, not expired or expiring within 14\n" +
+      "days, client certificate accepted), the SASL mechanism enabled and the credentials\n" +
+      "accepted, and the protocol (PLAINTEXT against a TLS listener and the reverse); the addresses the\n" +
       "brokers advertise are reachable from here (the advertised.listeners trap); the task\n" +
       "topic exists; the group's state and lag; the functions folder (each *.ts has a valid\n" +
       "name and a default export, found by reading the files, never running them); the\n" +
@@ -160,6 +163,7 @@ export const ADMIN_COMMANDS: Record<string, AdminCommand> = {
         functionsConfig: config.functionsConfig,
         localBroker,
         connectTimeoutMs: integer(values, "connect-timeout-ms", 1),
+        security: config,
       });
       print(report, () => doctorText(report));
       return report.ok ? 0 : 1;

@@ -10,7 +10,8 @@ import type { Admin, Kafka } from "kafkajs";
 import { OPTIONS, resolveConfig, type RunnerConfig } from "../runner/config.ts";
 import { ConfigError } from "../runner/errors.ts";
 import { createKafka } from "../runner/kafka/client.ts";
-import { setUpLogging } from "../runner/report/logging.ts";
+import { PLAINTEXT, type SecuritySettings } from "../runner/kafka/security.ts";
+import { routeProcessWarnings, setUpLogging } from "../runner/report/logging.ts";
 
 /** One admin command: a one-line summary and its entry point (returns the exit code). */
 export interface AdminCommand {
@@ -141,7 +142,10 @@ export function command(name: string, spec: Spec): AdminCommand {
           OPTIONS.map((o) => [o.flag, values[o.flag]]).filter(([, v]) => typeof v === "string"),
         );
         const config = resolveConfig(flags, Deno.env.toObject());
+        // Without --verbose nothing but the command's own output is printed, not even a Node
+        // warning (kafkajs's TimeoutNegativeWarning, tulios/kafkajs#1751).
         if (values.verbose) await setUpLogging({ level: "debug", format: config.logFormat });
+        else routeProcessWarnings();
         const json = values.json === true;
         return await spec.body({
           values,
@@ -165,10 +169,17 @@ export function command(name: string, spec: Spec): AdminCommand {
   };
 }
 
-/** A kafkajs client for one admin command: fails in seconds, not minutes, when unreachable. */
-export function adminKafka(brokers: string[]): Kafka {
+/**
+ * A kafkajs client for one admin command: fails in seconds, not minutes, when unreachable.
+ * `security` is the runner's (a whole `RunnerConfig` will do).
+ */
+export function adminKafka(
+  brokers: string[],
+  security: Partial<SecuritySettings> = PLAINTEXT,
+): Kafka {
   return createKafka({
     brokers,
+    security,
     clientId: "task-runner-admin",
     connectionTimeout: 3000,
     requestTimeout: 10_000,
@@ -176,12 +187,12 @@ export function adminKafka(brokers: string[]): Kafka {
   });
 }
 
-/** Run `use` with a connected admin client, disconnected afterwards. */
+/** Run `use` with a connected admin client of `kafka` (see {@link adminKafka}), then disconnect. */
 export async function withAdmin<T>(
-  brokers: string[],
+  kafka: Kafka,
   use: (admin: Admin) => Promise<T>,
 ): Promise<T> {
-  const admin = adminKafka(brokers).admin();
+  const admin = kafka.admin();
   await admin.connect();
   try {
     return await use(admin);
@@ -190,5 +201,9 @@ export async function withAdmin<T>(
   }
 }
 
-/** Configuration flags every command that talks to Kafka takes. */
-export const CONNECTION = ["brokers", "local-broker-port"];
+/** Configuration flags every command that talks to Kafka takes: where, and how secured. */
+export const CONNECTION = [
+  "brokers",
+  "local-broker-port",
+  ...OPTIONS.filter((o) => /^KAFKA_(SECURITY|SSL|SASL)_/.test(o.env)).map((o) => o.flag),
+];

@@ -117,7 +117,7 @@ export const replayCommand: AdminCommand = command("replay", {
       throw new ConfigError(withFlagNames(error.message));
     }
     try {
-      const report = await replay(adminKafka(brokers), options);
+      const report = await replay(adminKafka(brokers, config), options);
       print(report, () => replayText(report));
       return 0;
     } catch (error) {

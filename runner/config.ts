@@ -55,6 +55,36 @@ export interface RunnerConfig {
   logLevel: "debug" | "info" | "warning" | "error";
   /** `json` lines, `pretty` text, or `auto` (pretty on a TTY, JSON otherwise). @default "auto" */
   logFormat: "json" | "pretty" | "auto";
+  /** How clients talk to the brokers. @default "PLAINTEXT" */
+  securityProtocol: "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL";
+  /** PEM CA bundle to trust; empty: the system's. @default "" */
+  sslCaFile: string;
+  /** PEM client certificate for mTLS. @default "" */
+  sslCertFile: string;
+  /** PEM private key of the client certificate. @default "" */
+  sslKeyFile: string;
+  /** File holding the passphrase of the client key. @default "" */
+  sslKeyPasswordFile: string;
+  /** SNI / host name to verify; empty: the broker's address. @default "" */
+  sslServername: string;
+  /** SASL mechanism; empty: none. @default "" */
+  saslMechanism: "" | "plain" | "scram-sha-256" | "scram-sha-512" | "oauthbearer";
+  /** SASL user name. @default "" */
+  saslUsername: string;
+  /** File holding the SASL password. @default "" */
+  saslPasswordFile: string;
+  /** The SASL password itself (secret: masked by {@link describeConfig}). @default "" */
+  saslPassword: string;
+  /** oauthbearer: file holding the token. @default "" */
+  oauthbearerTokenFile: string;
+  /** oauthbearer: OIDC token endpoint (client credentials grant). @default "" */
+  oauthbearerTokenUrl: string;
+  /** oauthbearer: client id. @default "" */
+  oauthbearerClientId: string;
+  /** oauthbearer: file holding the client secret. @default "" */
+  oauthbearerClientSecretFile: string;
+  /** oauthbearer: scope. @default "" */
+  oauthbearerScope: string;
 }
 
 type Parser = (raw: string, name: string) => unknown;
@@ -66,6 +96,8 @@ interface OptionSpec {
   default: string;
   parse: Parser;
   doc: string;
+  /** The value itself is a secret: masked in the start-up line, never echoed in errors. */
+  secret?: boolean;
 }
 
 const fail = (name: string, must: string, raw: string): never => {
@@ -117,6 +149,14 @@ const brokers: Parser = (raw, name) => {
   }
   return list;
 };
+
+/**
+ * A file path, resolved against the working directory; empty stays empty (not set). A path
+ * under `$CREDENTIALS_DIRECTORY/` is kept as written and expanded when the file is read, since
+ * an EnvironmentFile= cannot expand it (systemd LoadCredential=).
+ */
+const path: Parser = (raw) =>
+  raw === "" || raw.startsWith("$CREDENTIALS_DIRECTORY/") ? raw : resolve(raw);
 
 /** Kafka topic names: legal characters, at most 249. */
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
@@ -295,6 +335,130 @@ export const OPTIONS: readonly OptionSpec[] = [
     parse: oneOf("auto", "json", "pretty"),
     doc: "`json` lines, `pretty` text, or `auto` (pretty on a TTY).",
   },
+  // Security (issue 12): the same settings reach every Kafka client (runner/kafka/security.ts).
+  // Secrets are read from files (systemd LoadCredential=); a *_FILE path may start with
+  // $CREDENTIALS_DIRECTORY/. Only KAFKA_SASL_PASSWORD holds a secret itself: it is masked.
+  {
+    key: "securityProtocol",
+    flag: "security-protocol",
+    env: "KAFKA_SECURITY_PROTOCOL",
+    default: "PLAINTEXT",
+    parse: oneOf("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    doc: "How clients talk to the brokers: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+  },
+  {
+    key: "sslCaFile",
+    flag: "ssl-ca-file",
+    env: "KAFKA_SSL_CA_FILE",
+    default: "",
+    parse: path,
+    doc: "PEM CA bundle to trust (SSL, SASL_SSL). Empty: the system's trusted CAs.",
+  },
+  {
+    key: "sslCertFile",
+    flag: "ssl-cert-file",
+    env: "KAFKA_SSL_CERT_FILE",
+    default: "",
+    parse: path,
+    doc: "PEM client certificate (chain) for mTLS; needs KAFKA_SSL_KEY_FILE.",
+  },
+  {
+    key: "sslKeyFile",
+    flag: "ssl-key-file",
+    env: "KAFKA_SSL_KEY_FILE",
+    default: "",
+    parse: path,
+    doc: "PEM private key of the client certificate.",
+  },
+  {
+    key: "sslKeyPasswordFile",
+    flag: "ssl-key-password-file",
+    env: "KAFKA_SSL_KEY_PASSWORD_FILE",
+    default: "",
+    parse: path,
+    doc: "File holding the passphrase of an encrypted KAFKA_SSL_KEY_FILE.",
+  },
+  {
+    key: "sslServername",
+    flag: "ssl-servername",
+    env: "KAFKA_SSL_SERVERNAME",
+    default: "",
+    parse: text(/^[\w.\-:]{0,253}$/, "a host name (SNI), or empty"),
+    doc: "Host name to send (SNI) and verify, when it differs from the broker's address.",
+  },
+  {
+    key: "saslMechanism",
+    flag: "sasl-mechanism",
+    env: "KAFKA_SASL_MECHANISM",
+    default: "",
+    parse: oneOf("", "plain", "scram-sha-256", "scram-sha-512", "oauthbearer"),
+    doc: "SASL mechanism (SASL_*): plain, scram-sha-256, scram-sha-512 or oauthbearer.",
+  },
+  {
+    key: "saslUsername",
+    flag: "sasl-username",
+    env: "KAFKA_SASL_USERNAME",
+    default: "",
+    parse: text(/^[^\s]{0,255}$/, "a user name without spaces"),
+    doc: "SASL user name (plain, scram-*).",
+  },
+  {
+    key: "saslPasswordFile",
+    flag: "sasl-password-file",
+    env: "KAFKA_SASL_PASSWORD_FILE",
+    default: "",
+    parse: path,
+    doc: "File holding the SASL password (preferred over KAFKA_SASL_PASSWORD).",
+  },
+  {
+    key: "saslPassword",
+    flag: "sasl-password",
+    env: "KAFKA_SASL_PASSWORD",
+    default: "",
+    parse: (raw) => raw,
+    secret: true,
+    doc: "The SASL password itself, when a file cannot be used (never logged).",
+  },
+  {
+    key: "oauthbearerTokenFile",
+    flag: "sasl-oauthbearer-token-file",
+    env: "KAFKA_SASL_OAUTHBEARER_TOKEN_FILE",
+    default: "",
+    parse: path,
+    doc: "oauthbearer: file holding the token, re-read at every (re)authentication.",
+  },
+  {
+    key: "oauthbearerTokenUrl",
+    flag: "sasl-oauthbearer-token-url",
+    env: "KAFKA_SASL_OAUTHBEARER_TOKEN_URL",
+    default: "",
+    parse: text(/^(https?:\/\/\S+)?$/, "an http(s) URL, or empty"),
+    doc: "oauthbearer: OIDC token endpoint (client credentials); tokens refresh before expiry.",
+  },
+  {
+    key: "oauthbearerClientId",
+    flag: "sasl-oauthbearer-client-id",
+    env: "KAFKA_SASL_OAUTHBEARER_CLIENT_ID",
+    default: "",
+    parse: text(/^\S{0,255}$/, "a client id without spaces"),
+    doc: "oauthbearer: client id at the token endpoint.",
+  },
+  {
+    key: "oauthbearerClientSecretFile",
+    flag: "sasl-oauthbearer-client-secret-file",
+    env: "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE",
+    default: "",
+    parse: path,
+    doc: "oauthbearer: file holding the client secret.",
+  },
+  {
+    key: "oauthbearerScope",
+    flag: "sasl-oauthbearer-scope",
+    env: "KAFKA_SASL_OAUTHBEARER_SCOPE",
+    default: "",
+    parse: text(/^[\x20-\x7e]{0,1000}$/, "space-separated scopes"),
+    doc: "oauthbearer: scope to ask the token endpoint for (empty: none).",
+  },
 ];
 
 /**
@@ -325,7 +489,14 @@ export function resolveConfig(
   return out as unknown as RunnerConfig;
 }
 
-/** The configuration as a flat record for the start-up log line (nothing secret is held here). */
+/** The configuration as a flat record for the start-up log line, secret values masked. */
 export function describeConfig(config: RunnerConfig): Record<string, unknown> {
-  return { ...config, brokers: config.brokers?.join(",") ?? "(embedded local broker)" };
+  const out: Record<string, unknown> = {
+    ...config,
+    brokers: config.brokers?.join(",") ?? "(embedded local broker)",
+  };
+  for (const spec of OPTIONS) {
+    if (spec.secret && out[spec.key] !== "") out[spec.key] = "(set, masked)";
+  }
+  return out;
 }

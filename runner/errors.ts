@@ -47,3 +47,11 @@ export class AdminTimeoutError extends Error {
 export class ReplayProduceError extends Error {
   override name = "ReplayProduceError";
 }
+
+/**
+ * The brokers refused this client's security settings (TLS, SASL, protocol), or a secret
+ * could not be read. The message names the setting to change; it never holds a secret.
+ */
+export class KafkaSecurityError extends Error {
+  override name = "KafkaSecurityError";
+}

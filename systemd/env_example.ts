@@ -9,12 +9,23 @@
 import { parseArgs } from "node:util";
 import { OPTIONS } from "../runner/config.ts";
 
+/** The note of a secret file option: how to hand it over with LoadCredential= (systemd). */
+function CREDENTIAL(name: string): string {
+  return `Secret: add LoadCredential=${name}:/etc/task-runner/credentials/${name} (systemctl ` +
+    `edit task-runner), then set it to $CREDENTIALS_DIRECTORY/${name}.`;
+}
+
 /** What the unit ties to some options (see the comments in task-runner.service). */
 const UNIT_NOTES: Readonly<Record<string, string>> = {
   KAFKA_BROKERS: "Required by the service (the embedded broker is for development only).",
   MAX_RUNNING: "Scale MemoryMax= and TasksMax= of the unit with it (systemctl edit task-runner).",
   KILL_GRACE_MS: "TimeoutStopSec= of the unit must exceed DRAIN_TIMEOUT_MS + KILL_GRACE_MS.",
   DRAIN_TIMEOUT_MS: "TimeoutStopSec= of the unit must exceed DRAIN_TIMEOUT_MS + KILL_GRACE_MS.",
+  KAFKA_SSL_KEY_PASSWORD_FILE: CREDENTIAL("kafka-ssl-key-password"),
+  KAFKA_SASL_PASSWORD_FILE: CREDENTIAL("kafka-sasl-password"),
+  KAFKA_SASL_PASSWORD:
+    "Prefer KAFKA_SASL_PASSWORD_FILE: a secret in this file is readable by anyone who can read it.",
+  KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE: CREDENTIAL("kafka-oauth-client-secret"),
 };
 
 /** Options of {@link envExample}. */

@@ -214,6 +214,38 @@ Deno.test(`systemd-analyze security --offline=yes rates both units at most ${MAX
   });
 });
 
+Deno.test("with secrets as LoadCredential= (a drop-in) the unit verifies and stays at most 1.5", async () => {
+  await withRendered([], async (dir) => {
+    const unit = `${dir}/task-runner.service`;
+    const text = await Deno.readTextFile(unit);
+    const credentials = `${dir}/credentials`;
+    await Deno.mkdir(credentials);
+    await Deno.writeTextFile(`${credentials}/kafka-sasl-password`, "x");
+    await Deno.writeTextFile(
+      unit,
+      text.replace(
+        /^\[Service\]$/m,
+        `[Service]\nLoadCredential=kafka-sasl-password:${credentials}/kafka-sasl-password`,
+      ),
+    );
+    const rated = await systemdAnalyze(["security", "--offline=yes", unit]);
+    const level = (rated.stdout + rated.stderr).match(
+      /Overall exposure level for \S+: (\d+(?:\.\d+)?)/,
+    );
+    assert(level, rated.stdout + rated.stderr);
+    assert(Number(level[1]) <= 1.5, `exposure ${level[1]} > 1.5`);
+    const verified = await systemdAnalyze(["verify", "--man=no", unit]);
+    assert(!/LoadCredential/.test(verified.stdout + verified.stderr), verified.stderr);
+  });
+  // The env example tells how, next to each secret file option.
+  const example = envExample();
+  for (
+    const name of ["kafka-sasl-password", "kafka-ssl-key-password", "kafka-oauth-client-secret"]
+  ) {
+    assertMatch(example, new RegExp(`LoadCredential=${name}:.*\\$CREDENTIALS_DIRECTORY/${name}`));
+  }
+});
+
 Deno.test("install.sh --dry-run shows the full install and changes nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "task-runner-dry-" });
   try {

@@ -10,6 +10,14 @@ import { type Admin, ConfigResourceTypes } from "kafkajs";
 import { groupLag } from "../admin/lag.ts";
 import { localChecks } from "./local_checks.ts";
 import { createKafka } from "../../runner/kafka/client.ts";
+import {
+  PLAINTEXT,
+  securityOf,
+  type SecuritySettings,
+  usesSasl,
+} from "../../runner/kafka/security.ts";
+import { saslFinding } from "../../runner/kafka/security_check.ts";
+import { SECURITY_CHECKS, securityChecks } from "./security_checks.ts";
 
 /**
  * Outcome of one check. `ok`: fine; `info`: worth knowing, nothing to do; `warn`: works, but
@@ -56,6 +64,8 @@ export interface DoctorOptions {
   connectTimeoutMs?: number;
   /** Time allowed for each broker request, in ms. @default 5000 */
   requestTimeoutMs?: number;
+  /** The runner's TLS and SASL settings (a whole `RunnerConfig` will do). @default PLAINTEXT */
+  security?: Partial<SecuritySettings>;
 }
 
 /** Result of a TCP connection attempt. */
@@ -107,18 +117,19 @@ const message = (error: unknown) => (error as Error).message;
  * to use the address.
  */
 async function advertisedCheck(
-  advertised: { address: string; nodeId?: number },
+  advertised: { address: string; nodeId?: number; listener: string },
   bootstrap: string[],
   timeoutMs: number,
   failure?: unknown,
 ): Promise<Check> {
-  const { address, nodeId } = advertised;
+  const { address, nodeId, listener } = advertised;
   const who = nodeId === undefined ? "the broker" : `broker ${nodeId}`;
   const probed = await probe(address, timeoutMs);
   if (!probed.reachable) {
+    // The address that answered: the bootstrap on the advertised port if there is one, else
+    // the first that answered (never its host with the advertised port: nothing may listen there).
     const { port } = splitAddress(address);
-    const reachable = bootstrap.find((b) => splitAddress(b).port === port) ?? bootstrap[0];
-    const suggested = `${splitAddress(reachable).host}:${port}`;
+    const suggested = bootstrap.find((b) => splitAddress(b).port === port) ?? bootstrap[0];
     return {
       name: "advertised",
       status: "fail",
@@ -127,7 +138,8 @@ async function advertisedCheck(
         `although bootstrap ${bootstrap.join(",")} answers: this is the advertised.listeners ` +
         "trap. Clients use the advertised address for every request after the first metadata, " +
         "so producing, consuming and group membership all fail",
-      fix: `on the broker set advertised.listeners=PLAINTEXT://${suggested} (a host:port clients ` +
+      fix:
+        `on the broker set advertised.listeners=${listener}://${suggested} (a host:port clients ` +
         "can reach) and restart it; for broker/kafka.sh leave BROKER_ADVERTISED_HOST unset",
     };
   }
@@ -154,6 +166,7 @@ interface ClusterContext {
   reachable: string[];
   connectTimeoutMs: number;
   checks: Check[];
+  security: SecuritySettings;
 }
 
 /**
@@ -162,6 +175,7 @@ interface ClusterContext {
  */
 async function clusterChecks(admin: Admin, ctx: ClusterContext): Promise<void> {
   const { checks, reachable, connectTimeoutMs: timeoutMs } = ctx;
+  const listener = ctx.security.securityProtocol;
   const skipRest = (why: string) => {
     for (const name of ["topic", "group"]) {
       checks.push({ name, status: "skip", message: `not checked: ${why}` });
@@ -172,6 +186,11 @@ async function clusterChecks(admin: Admin, ctx: ClusterContext): Promise<void> {
     await admin.connect();
     brokers = (await admin.describeCluster()).brokers;
   } catch (error) {
+    const sasl = saslFinding(error, ctx.security);
+    if (sasl) {
+      checks.push(sasl);
+      return skipRest("SASL authentication failed (see sasl)");
+    }
     // The first metadata answer (from the bootstrap broker) is kept inside kafkajs; when the
     // advertised address is unusable, kafkajs's connection error is what names it.
     const advertised = unreachableBroker(error);
@@ -182,17 +201,31 @@ async function clusterChecks(admin: Admin, ctx: ClusterContext): Promise<void> {
         message: `could not read the cluster metadata from ${reachable.join(",")}: ${
           message(error)
         }`,
-        fix: "check that the bootstrap address is a Kafka broker's PLAINTEXT listener",
+        fix: "check that the bootstrap address is a Kafka listener of KAFKA_SECURITY_PROTOCOL",
       });
       return skipRest("no cluster metadata");
     }
-    checks.push(await advertisedCheck({ address: advertised }, reachable, timeoutMs, error));
+    checks.push(
+      await advertisedCheck({ address: advertised, listener }, reachable, timeoutMs, error),
+    );
     return skipRest("the advertised address is unusable (see advertised)");
   }
 
+  if (usesSasl(ctx.security)) {
+    const { saslMechanism, saslUsername } = ctx.security;
+    checks.push({
+      name: "sasl",
+      status: "ok",
+      message: `authenticated with SASL ${saslMechanism.toUpperCase()}${
+        saslUsername ? ` as ${saslUsername}` : ""
+      }`,
+    });
+  }
   for (const b of brokers.sort((x, y) => x.nodeId - y.nodeId)) {
     const address = `${b.host}:${b.port}`;
-    checks.push(await advertisedCheck({ address, nodeId: b.nodeId }, reachable, timeoutMs));
+    checks.push(
+      await advertisedCheck({ address, nodeId: b.nodeId, listener }, reachable, timeoutMs),
+    );
   }
   if (checks.some((c) => c.status === "fail")) {
     return skipRest("an advertised address is unreachable (see advertised)");
@@ -370,14 +403,26 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     );
   });
 
-  // 2-4. The cluster, through kafkajs with short timeouts and no retries.
-  if (reachable.length === 0) {
+  // 2. TLS and SASL as the runner would use them: a raw handshake names what kafkajs cannot.
+  const security = securityOf(options.security ?? PLAINTEXT);
+  checks.push(...await securityChecks(reachable, { security, timeoutMs: connectTimeoutMs }));
+  const securityFailed = checks.some((c) =>
+    SECURITY_CHECKS.includes(c.name) && c.status === "fail"
+  );
+
+  // 3-5. The cluster, through kafkajs with short timeouts and no retries.
+  if (securityFailed) {
+    for (const name of ["advertised", "topic", "group"]) {
+      checks.push({ name, status: "skip", message: "not checked: the security check failed" });
+    }
+  } else if (reachable.length === 0) {
     for (const name of ["advertised", "topic", "group"]) {
       checks.push({ name, status: "skip", message: "not checked: no bootstrap broker reachable" });
     }
   } else {
     const kafka = createKafka({
       brokers: reachable,
+      security,
       clientId: "task-runner-doctor",
       connectionTimeout: connectTimeoutMs,
       requestTimeout: requestTimeoutMs,
@@ -385,7 +430,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     });
     const admin = kafka.admin({ retry: { retries: 0 } });
     try {
-      await clusterChecks(admin, { options, reachable, connectTimeoutMs, checks });
+      await clusterChecks(admin, { options, reachable, connectTimeoutMs, checks, security });
     } catch (error) {
       checks.push({
         name: "cluster",

@@ -1,9 +1,12 @@
 /**
- * The one module that talks to kafkajs: client creation, log routing, topic set-up.
+ * Where kafkajs clients are made: every client of the runner, the admin commands, doctor and
+ * the benches comes from {@link createKafka}, with the security settings, the codecs and the
+ * log routing applied. (Other modules use kafkajs's types and the clients made here.)
  * @module
  */
 import { type Admin, Kafka, logLevel, Partitioners, type Producer } from "kafkajs";
 import { logger } from "../report/logging.ts";
+import { kafkaAuth, PLAINTEXT, securityOf, type SecuritySettings } from "./security.ts";
 import { installKafkaWirePatch } from "./wire_patch.ts";
 
 /** Options of {@link createKafka}. */
@@ -21,6 +24,11 @@ export interface KafkaOptions {
    * in seconds instead of after minutes of back-off. @default 8
    */
   retries?: number;
+  /**
+   * TLS and SASL settings (a whole `RunnerConfig` will do): every client gets the same ones.
+   * @default PLAINTEXT, no SASL
+   */
+  security?: Partial<SecuritySettings>;
 }
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
@@ -31,8 +39,12 @@ const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
 };
 
 /**
- * A kafkajs client whose logs go to LogTape under `task-runner.kafka`, decoding every
- * compression codec and bounding record headers (see `wire_patch.ts`).
+ * A kafkajs client whose logs go to LogTape under `task-runner.kafka`, secured as
+ * `options.security` says (its files are read now), decoding every compression codec and
+ * bounding record headers (see `wire_patch.ts`).
+ *
+ * @throws {ConfigError} when the security settings do not fit together.
+ * @throws {KafkaSecurityError} when a file they name cannot be read.
  */
 export function createKafka(options: KafkaOptions): Kafka {
   installKafkaWirePatch();
@@ -40,6 +52,7 @@ export function createKafka(options: KafkaOptions): Kafka {
   return new Kafka({
     clientId: options.clientId ?? "task-runner",
     brokers: options.brokers,
+    ...kafkaAuth(securityOf(options.security ?? PLAINTEXT)),
     connectionTimeout: options.connectionTimeout ?? 3000,
     requestTimeout: options.requestTimeout ?? 30_000,
     retry: { retries: options.retries ?? 8, initialRetryTime: 100, maxRetryTime: 5000 },

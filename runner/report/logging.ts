@@ -61,9 +61,10 @@ function lineSink(formatter: TextFormatter, journal: boolean): (record: LogRecor
  * kafkajs 2.2.4 emits a TimeoutNegativeWarning on connecting (tulios/kafkajs#1751, unfixed
  * upstream): a pending-request check it means to run at once gets a negative delay, which the
  * timer turns into 1 ms, as intended. That one is logged at debug; any other warning at warning.
- * Returns a function that puts the previous listeners back.
+ * Returns a function that puts the previous listeners back. Admin commands call it without
+ * configuring a sink, so that a warning never mixes into their output.
  */
-function routeProcessWarnings(): () => void {
+export function routeProcessWarnings(): () => void {
   const previous = process.listeners("warning");
   process.removeAllListeners("warning");
   const log = logger("process");

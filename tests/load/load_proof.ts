@@ -12,7 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { createKafka, createProducer } from "../../runner/kafka/client.ts";
-import { benchBrokers } from "../../bench/broker.ts";
+import { benchBrokers, benchSecurity } from "../../bench/broker.ts";
 import { RunnerProcess, unique } from "../helpers/harness.ts";
 
 const { values } = parseArgs({
@@ -55,7 +55,11 @@ async function markerCounts(dir: string): Promise<Map<string, number>> {
 }
 
 const brokers = await benchBrokers();
-const kafka = createKafka({ brokers: brokers.split(","), clientId: "load" });
+const kafka = createKafka({
+  brokers: brokers.split(","),
+  clientId: "load",
+  security: benchSecurity(),
+});
 const producer = createProducer(kafka);
 await producer.connect();
 const dir = await Deno.makeTempDir({ prefix: "task-runner-load-" });
