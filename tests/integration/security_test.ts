@@ -342,6 +342,26 @@ Deno.test({
       await t.step(`refused: ${what}`, () => refused(env, error, [...secrets, wrong, keyPassword]));
     }
 
+    await t.step("doctor and topics as processes print their own output only", async () => {
+      for (const command of [["doctor", "--topic", "x"], ["topics"]]) {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", `${ROOT}main.ts`, ...command],
+          cwd: ROOT,
+          env: scram,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const stderr = text.decode(out.stderr);
+        const stdout = text.decode(out.stdout);
+        assertEquals(stderr, "", `${command[0]} printed on stderr`);
+        assert(
+          !/Warning|"level"/.test(stdout),
+          `${command[0]} printed more than its output:\n${stdout}`,
+        );
+        assertNoSecret([stdout], secrets, command[0]);
+      }
+    });
+
     const doctorCases: Array<[string, Record<string, string>, RegExp]> = [
       [
         "expired broker certificate, named with subject and dates",
