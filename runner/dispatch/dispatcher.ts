@@ -80,6 +80,8 @@ export class Dispatcher {
   readonly #backoff = new Map<Job, ReturnType<Clock["setTimeout"]>>();
   readonly #changed = new Set<() => void>();
   readonly #active = new Set<Promise<void>>();
+  /** Jobs whose process runs now. */
+  readonly #running = new Set<Job>();
   /** Jobs waiting for a key or a retry (no slot held). */
   #waiting = 0;
   #blocked = 0;
@@ -128,8 +130,15 @@ export class Dispatcher {
         await this.#launch(state, starting.splice(0), rejected.splice(0));
       } catch (error) {
         // Nothing uncommitted has started. Forget this partition's state: kafkajs fetches the
-        // batch again and the state is rebuilt from what Kafka has committed.
-        if (this.#partitions.get(source) === state) this.#partitions.delete(source);
+        // batch again and the state is rebuilt from what Kafka has committed. Its tasks that
+        // wait to start are read again with it; those started here are adopted by the new state.
+        if (this.#partitions.get(source) === state) {
+          this.#partitions.delete(source);
+          const dropped = this.#dropWaiting((job) =>
+            job.attempt === 1 && job.topic === source.topic && job.partition === source.partition
+          );
+          if (dropped.length) this.#reporter.handedOver(dropped, "its partition's commit failed");
+        }
         throw error;
       }
       control.resolveOffset(last);
@@ -139,7 +148,7 @@ export class Dispatcher {
     for (const message of messages) {
       if (this.#stopping || !control.active()) break;
       const offset = BigInt(message.offset);
-      if (state.ledger.has(offset)) continue; // delivered again after a rebalance: ours already
+      if (state.ledger.seen(offset)) continue; // delivered again after a rebalance: ours already
       const skipped = state.ledger.skip(offset);
       if (skipped) {
         this.#reporter.skipped(source, message.offset, skipped === "started");
@@ -253,6 +262,10 @@ export class Dispatcher {
         const ledger = new PartitionLedger(await this.#offsets.committed(tp));
         const state: PartitionState = { ledger, commits: Promise.resolve(), dropped: 0 };
         if (this.#assigned && !this.#assigned.has(tp)) return state; // revoked meanwhile
+        // Tasks this process started under an earlier state of the partition are its own.
+        for (const job of this.#startedHere(tp)) {
+          ledger.adopt(BigInt(job.message.offset), job.policy.atMostOnce);
+        }
         // Started by the previous owner below its committed offset: never fetched again here.
         for (const lost of ledger.takeLostBelow()) {
           this.#reporter.skipped(tp, lost.toString(), true);
@@ -318,12 +331,22 @@ export class Dispatcher {
   }
 
   #run(job: Job): void {
+    this.#running.add(job);
     const run = this.#executor.execute(job).then((result) => this.#ended(job, result));
     this.#active.add(run);
     run.finally(() => this.#active.delete(run));
   }
 
+  /** Jobs of `tp` started here that have not ended: running, or waiting for their retry. */
+  #startedHere(tp: TopicPartition): Job[] {
+    const same = (job: Job) => job.topic === tp.topic && job.partition === tp.partition;
+    return [...this.#running, ...this.#backoff.keys(), ...this.#ready.filter((j) => j.attempt > 1)]
+      .filter(same)
+      .sort((a, b) => (BigInt(a.message.offset) < BigInt(b.message.offset) ? -1 : 1));
+  }
+
   async #ended(job: Job, result: ChildResult): Promise<void> {
+    this.#running.delete(job);
     try {
       await this.#settle(job, result);
     } finally {

@@ -224,9 +224,33 @@ export class PartitionLedger {
     this.#advance();
   }
 
-  /** True if `offset` was taken from Kafka here already (Kafka may deliver it again). */
-  has(offset: bigint): boolean {
-    return this.#next !== null && offset < this.#next;
+  /**
+   * True if `offset` was taken from Kafka here already (Kafka may deliver it again after a
+   * rebalance or a restart of the consumer); then it counts as fetched again.
+   */
+  seen(offset: bigint): boolean {
+    const seen = this.#entries.has(offset) ||
+      (this.#watermark !== null && offset < this.#watermark);
+    if (seen && offset + 1n > (this.#next ?? this.#watermark ?? -1n)) {
+      this.#next = offset + 1n;
+      this.#advance();
+    }
+    return seen;
+  }
+
+  /**
+   * Track a task this process started under an earlier state of the partition (before a
+   * rebalance gave it back, or before a failed commit made the state be read again) and that
+   * has not ended: it is this owner's, not a loss of the previous one. Call right after
+   * construction, before any {@link add}, in ascending order.
+   */
+  adopt(offset: bigint, atMostOnce: boolean): void {
+    const lost = this.#lostBelow.indexOf(offset);
+    if (lost >= 0) this.#lostBelow.splice(lost, 1);
+    this.#inherited.delete(offset);
+    this.#entries.set(offset, { state: "started", atMostOnce, inherited: false });
+    this.#active++;
+    this.#advance();
   }
 
   #track(offset: bigint, entry: Entry): void {
@@ -238,14 +262,17 @@ export class PartitionLedger {
 
   /** Move the watermark to the lowest offset that must run again; drop what it passed. */
   #advance(): void {
-    if (this.#next === null) return;
-    let watermark = this.#next;
+    let watermark = this.#next ?? this.#watermark;
+    if (watermark === null) return;
+    // Adopted entries may sit out of order in the map, so look at all of them (at most
+    // MAX_ACTIVE are started or final; waiting ones are bounded by MAX_WAITING).
     for (const [offset, entry] of this.#entries) {
-      if (entry.state === "waiting" || (entry.state === "started" && !entry.atMostOnce)) {
-        watermark = offset;
-        break;
-      }
-      if (entry.state === "final") {
+      const blocking = entry.state === "waiting" ||
+        (entry.state === "started" && !entry.atMostOnce);
+      if (blocking && offset < watermark) watermark = offset;
+    }
+    for (const [offset, entry] of this.#entries) {
+      if (entry.state === "final" && offset < watermark) {
         this.#entries.delete(offset);
         if (!entry.inherited) this.#active--;
       }

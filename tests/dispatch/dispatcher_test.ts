@@ -72,7 +72,12 @@ function fixture(
       policyFor: () => deliveryPolicy(grants),
     },
     offsets: {
-      committed: () => Promise.resolve(options.committed ?? { offset: "-1", metadata: null }),
+      committed: () =>
+        Promise.resolve(
+          commits.length > 0
+            ? last(commits)
+            : options.committed ?? { offset: "-1", metadata: null },
+        ),
       commit: (_tp, commit) => {
         if (failCommits) return Promise.reject(new Error("broker gone"));
         commits.push(commit);
@@ -110,6 +115,7 @@ function fixture(
     await flushMicrotasks(); // finish(), the bookkeeping and the commit after it
   };
   return {
+    unfailCommits: () => (failCommits = false),
     dispatcher,
     cap,
     clock,
@@ -264,4 +270,23 @@ Deno.test("a new owner names the previous owner's started tasks, below its commi
   ]);
   assertEquals(f.events.filter((e) => e.startsWith("start")), ["start 5#1", "start 8#1"]);
   assertEquals(f.commits.at(-1)?.offset, "9");
+});
+
+Deno.test("after a failed commit the state is read again and adopts the tasks still running here", async () => {
+  const f = fixture();
+  await f.dispatcher.ingest(TP, [message(0)], control); // 0 runs, committed past it
+  f.failCommits();
+  let error: unknown;
+  await f.dispatcher.ingest(TP, [message(1)], control).catch((e) => (error = e));
+  assert(error, "the failed commit reaches kafkajs");
+  f.unfailCommits();
+  // kafkajs fetches the batch again; the new state comes from Kafka's committed offset 1,
+  // whose metadata names 0 as started: it runs here, so it is not reported lost.
+  await f.dispatcher.ingest(TP, [message(1)], control);
+  assertEquals(f.events.filter((e) => e.startsWith("skipped")), []);
+  assertEquals(f.events.filter((e) => e.startsWith("start")), ["start 0#1", "start 1#1"]);
+  await f.end(0);
+  await f.end(1);
+  await f.dispatcher.flushCommits();
+  assertEquals(last(f.commits), { offset: "2", metadata: "" });
 });

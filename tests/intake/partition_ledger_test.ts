@@ -37,7 +37,7 @@ Deno.test("the committed offset moves past started at-most-once tasks; waiting a
   assertEquals(ledger.snapshot(), { offset: "13", metadata: "", dropped: 0 });
   ledger.started(13n);
   assertEquals(ledger.snapshot()?.offset, "14");
-  assert(ledger.has(11n) && ledger.has(13n) && !ledger.has(14n));
+  assert(ledger.seen(11n) && ledger.seen(13n) && !ledger.seen(14n));
 });
 
 Deno.test("gaps in the offsets (transaction markers, compaction) do not stall the committed offset", () => {
