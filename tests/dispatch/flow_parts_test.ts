@@ -119,3 +119,37 @@ Deno.test("not-before: epoch ms or ISO 8601 with a zone; the bound is MAX_DELAY_
   assertEquals(delayMs(500, 1000, 1000, "h"), 0);
   assertThrows(() => delayMs(2001, 1000, 1000, "h"), TaskRejectedError, "MAX_DELAY_MS (1000 ms)");
 });
+
+Deno.test("enqueue --delay / --at: forms accepted, others refused with the form to use; too far ahead is refused", async () => {
+  const { DelayError, enqueue, parseAt, parseDelay } = await import("../../ops/enqueue.ts");
+  assertEquals([parseDelay("10m"), parseDelay("90s"), parseDelay("1.5h"), parseDelay("250")], [
+    600_000,
+    90_000,
+    5_400_000,
+    250,
+  ]);
+  assertThrows(
+    () => parseDelay("ten minutes"),
+    DelayError,
+    "--delay must be a number with ms, s, m or h",
+  );
+  assertEquals(parseAt("2026-01-02T03:04:05Z"), Date.parse("2026-01-02T03:04:05Z"));
+  assertEquals(parseAt("1700000000000"), 1_700_000_000_000);
+  assertThrows(() => parseAt("2026-01-02 03:04"), DelayError, "--at must be an ISO 8601 time");
+  const sent: unknown[] = [];
+  const producer = { send: (r: unknown) => (sent.push(r), Promise.resolve([{}])) } as never;
+  let error: unknown;
+  try {
+    await enqueue(producer, "h", {}, { notBefore: Date.now() + 16 * 60_000 });
+  } catch (e) {
+    error = e;
+  }
+  assert(
+    error instanceof DelayError && error.message.includes("more than MAX_DELAY_MS (900000 ms)"),
+  );
+  assertEquals(sent.length, 0, "nothing was produced");
+  await enqueue(producer, "h", {}, { notBefore: 1_700_000_000_000 });
+  const headers = (sent[0] as { messages: Array<{ headers: Record<string, string> }> }).messages[0]
+    .headers;
+  assertEquals(headers["x-task-runner-not-before"], "1700000000000");
+});
