@@ -256,9 +256,11 @@ export class Dispatcher {
       }
       if (keyBusy || delay > 0 || "reason" in admitted) {
         // It waits without a slot (for its key, its time or a limit); the batch goes on.
+        let waitedForRoom = false;
         if (this.#waiting >= this.#maxWaiting) {
           await flush();
           if (!(await this.#until(control, () => this.#waiting < this.#maxWaiting))) break;
+          waitedForRoom = true;
         }
         state.ledger.add(offset, policy.atMostOnce);
         this.#waiting++;
@@ -271,7 +273,12 @@ export class Dispatcher {
         else {
           job.waitedFor = (admitted as Held).reason;
           this.#ready.push(job);
-          this.#pump(); // the limit may have opened while this batch waited for room
+          // Its limit may have opened while this batch waited for room (else nothing changed
+          // since #admit said no, and a pump per parked task would cost a pass over #ready).
+          if (waitedForRoom) this.#pump();
+          else if ((admitted as Held).reason === "rate_limit") {
+            this.#wakeIn((admitted as Blocked).waitMs);
+          }
         }
         continue;
       }
@@ -466,6 +473,9 @@ export class Dispatcher {
    * what holds it back. On success its limits are taken too.
    */
   #admit(job: Job): Slot | Held {
+    // The cap first: when it is full the batch waits for it (as without limits), and a task
+    // is parked only when its own limits hold it back.
+    if (this.#cap.free <= 0 && this.#cap.reserved === 0) return { reason: "cap" };
     if (job.flow) {
       const blocked = this.#flow.blocked(job.flow, job.policy);
       if (blocked) return blocked;

@@ -41,6 +41,8 @@ export interface FlowKeys {
   concurrency: string | null;
   /** Rate bucket name (the function's, or function and key value), or null. */
   rate: string | null;
+  /** The names of its three limits in {@link Blocked.gate} (made once, not per check). */
+  gates: { fn: string; key: string; rate: string };
   /** What the outcome line says about keys the task had no value for ("" when none). */
   note: string;
 }
@@ -79,7 +81,13 @@ export class FlowControl {
     const rate = policy.rateLimit
       ? policy.rateLimit.key === undefined ? fn : value(policy.rateLimit.key, "rateLimit")
       : null;
-    return { fn, concurrency, rate, note: notes.join("; ") };
+    return {
+      fn,
+      concurrency,
+      rate,
+      note: notes.join("; "),
+      gates: { fn: `f\u0000${fn}`, key: `k\u0000${concurrency}`, rate: `r\u0000${rate}` },
+    };
   }
 
   /**
@@ -88,19 +96,19 @@ export class FlowControl {
    */
   blocked(keys: FlowKeys, policy: DeliveryPolicy, shut?: ReadonlySet<string>): Blocked | null {
     if (policy.maxRunning !== null) {
-      const gate = `f\u0000${keys.fn}`;
+      const gate = keys.gates.fn;
       if (shut?.has(gate) || this.#running.full(keys.fn, policy.maxRunning)) {
         return { reason: "function_limit", gate, waitMs: 0 };
       }
     }
     if (policy.concurrency && keys.concurrency !== null) {
-      const gate = `k\u0000${keys.concurrency}`;
+      const gate = keys.gates.key;
       if (shut?.has(gate) || this.#perKey.full(keys.concurrency, policy.concurrency.max)) {
         return { reason: "key_limit", gate, waitMs: 0 };
       }
     }
     if (policy.rateLimit && keys.rate !== null) {
-      const gate = `r\u0000${keys.rate}`;
+      const gate = keys.gates.rate;
       if (shut?.has(gate)) return { reason: "rate_limit", gate, waitMs: 0 };
       const waitMs = this.#rates.waitMs(keys.rate, policy.rateLimit);
       if (waitMs > 0) return { reason: "rate_limit", gate, waitMs };

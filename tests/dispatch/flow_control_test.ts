@@ -325,3 +325,29 @@ Deno.test("waiting is bounded by maxWaiting (1000): the batch waits, heartbeatin
   await ingest;
   assertEquals(f.dispatcher.waitingByReason().function_limit, 1000);
 });
+
+Deno.test("rateLimit: a held-back task starts on the timer alone, when no task ends meanwhile", async () => {
+  const f = fixture({ a: { rateLimit: { perSecond: 10, burst: 1 } } });
+  await f.dispatcher.ingest(TP, [message(0), message(1), message(2)], control);
+  assertEquals(f.started(), ["0#1"]);
+  assertEquals(f.dispatcher.waitingByReason().rate_limit, 2);
+  await f.clock.tick(100);
+  assertEquals(f.started(), ["0#1", "1#1"]);
+  await f.clock.tick(100);
+  assertEquals(f.started(), ["0#1", "1#1", "2#1"]);
+});
+
+Deno.test("maxRunning: with the cap full the batch waits for the cap (nothing is parked for it)", async () => {
+  const f = fixture({ a: { maxRunning: 2 } }, { capacity: 2 });
+  let done = false;
+  const ingest = f.dispatcher.ingest(TP, [message(0), message(1), message(2)], control)
+    .then(() => (done = true));
+  await flushMicrotasks();
+  assertEquals(f.started(), ["0#1", "1#1"]);
+  assertEquals(done, false);
+  assertEquals(f.dispatcher.waitingByReason().cap, 1);
+  assertEquals(f.dispatcher.waitingByReason().function_limit, 0);
+  await f.end(0);
+  await ingest;
+  assertEquals(f.started(), ["0#1", "1#1", "2#1"]);
+});
