@@ -153,3 +153,31 @@ Deno.test("enqueue --delay / --at: forms accepted, others refused with the form 
     .headers;
   assertEquals(headers["x-task-runner-not-before"], "1700000000000");
 });
+
+Deno.test("metrics: waiting tasks by reason and the time-waited histogram", async () => {
+  const { RunnerMetrics } = await import("../../runner/report/metrics.ts");
+  const metrics = new RunnerMetrics({ topic: "t", groupId: "g" });
+  const waiting = {
+    cap: 1,
+    function_limit: 2,
+    key_limit: 0,
+    rate_limit: 3,
+    delay: 4,
+    key_order: 0,
+    retry: 0,
+  };
+  metrics.watch({
+    running: 0,
+    maxRunning: 1,
+    saturated: false,
+    warmProcesses: 0,
+    prewarmedIdle: 0,
+    waitingByReason: () => waiting,
+  });
+  metrics.taskWaited("delay", 1500);
+  const { body } = await metrics.render();
+  assert(body.includes('task_runner_waiting_tasks{reason="delay"} 4'), body);
+  assert(body.includes('task_runner_waiting_tasks{reason="function_limit"} 2'), body);
+  assert(body.includes('task_runner_task_wait_seconds_bucket{le="5",reason="delay"} 1'), body);
+  assert(body.includes('task_runner_task_wait_seconds_bucket{le="1",reason="delay"} 0'), body);
+});

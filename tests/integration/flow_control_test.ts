@@ -48,18 +48,21 @@ const task = (fn: string, payload: unknown, headers: Record<string, string> = {}
   headers: { php_worker: fn, ...headers },
 });
 
-Deno.test("maxRunning and concurrency: never exceeded, while other functions and keys run in parallel up to the cap", async () => {
+Deno.test("maxRunning and concurrency: never exceeded, while other functions and keys run in parallel up to the cap; prewarmed children and warm processes inside the limit", async () => {
   const topic = unique("flow-limits");
   const dir = await Deno.makeTempDir();
   const grant = { allowWrite: [dir] };
   await using config = await functionsConfig({
-    flow_limited: { ...grant, maxRunning: 2 },
+    // Prewarmed idle children are not running tasks: 3 of them do not count toward the 2.
+    flow_limited: { ...grant, maxRunning: 2, prewarm: 3 },
+    // Function mode: the tasks of warm processes (2 at a time each) count toward maxRunning.
+    flow_warm: { ...grant, maxRunning: 3, isolation: "function", warm: { concurrency: 2 } },
     flow_free: grant,
     flow_keyed: { ...grant, concurrency: { key: "payload.shop", max: 1 } },
   });
   await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
-    MAX_RUNNING: "8",
+    MAX_RUNNING: "10",
     TOPIC_PARTITIONS: "1",
   });
   await runner.ready();
@@ -70,6 +73,7 @@ Deno.test("maxRunning and concurrency: never exceeded, while other functions and
     messages.push(task("flow_free", { dir, ms: 600 }));
     messages.push(task("flow_keyed", { dir, ms: 300, shop: i % 2 ? "a" : "b" }));
   }
+  for (let i = 0; i < 8; i++) messages.push(task("flow_warm", { dir, ms: 600 }));
   await kafka.producer.send({ topic, messages });
   const outcomes = await runner.waitForOutcomes(messages.length, 120_000);
   assertEquals(outcomes.filter((o) => o.outcome === "ok").length, messages.length);
@@ -79,19 +83,21 @@ Deno.test("maxRunning and concurrency: never exceeded, while other functions and
   const free = peak(of("flow_free"));
   const keyed = of("flow_keyed");
   const byShop = (shop: number) => keyed.filter((s) => s.offset % 6 === shop);
-  // Offsets go limited, free, keyed(b), limited, free, keyed(a), ...
+  // Offsets go limited, free, keyed(b), limited, free, keyed(a), ... (then the warm ones)
   const shopB = peak(byShop(2));
   const shopA = peak(byShop(5));
+  const warm = peak(of("flow_warm"));
   console.log(
     `peaks: flow_limited ${limited} (max 2), flow_free ${free}, shop a ${shopA}, shop b ${shopB}, ` +
-      `keyed ${peak(keyed)}, all ${peak(all)} (cap 8)`,
+      `keyed ${peak(keyed)}, flow_warm ${warm} (max 3), all ${peak(all)} (cap 10)`,
   );
   assert(limited <= 2, `flow_limited ran ${limited} at once`);
   assertEquals(limited, 2, "flow_limited used its limit");
   assert(free > 2, `flow_free was held back with flow_limited (peak ${free})`);
   assert(shopA <= 1 && shopB <= 1, `one per shop: a ${shopA}, b ${shopB}`);
   assertEquals(peak(keyed), 2, "the two shops ran in parallel");
-  assert(peak(all) <= 8);
+  assertEquals(warm, 3, "warm processes ran up to the function's limit, not beyond");
+  assert(peak(all) <= 10);
   await Deno.remove(dir, { recursive: true });
 });
 
