@@ -539,8 +539,15 @@ export class Dispatcher {
         this.#reporter.handedOver([job], "partition revoked by a rebalance");
         continue;
       }
-      // A first run is a new start for the ledger; a retry has started already.
-      if (job.attempt === 1 && state.ledger.room <= 0) {
+      // A first run is a new start for the ledger; a retry has started already. The task at
+      // the committed offset starts even so: only its start (or end) moves that offset and
+      // gives room back, so without it a partition whose room is taken by finished tasks above
+      // a waiting one (a delay, a limit, a key) would wait forever. That is at most one entry
+      // beyond MAX_ACTIVE per partition (about 27 bytes, inside the metadata's last third).
+      if (
+        job.attempt === 1 && state.ledger.room <= 0 &&
+        state.ledger.watermark !== BigInt(job.message.offset)
+      ) {
         i++;
         continue;
       }

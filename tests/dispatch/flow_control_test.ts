@@ -10,7 +10,7 @@ import { FakeClock, flushMicrotasks } from "../helpers/fake_clock.ts";
 import type { ChildResult } from "../../runner/sandbox/process_source.ts";
 import { deliveryPolicy } from "../../runner/dispatch/delivery_policy.ts";
 import { Dispatcher, type Job } from "../../runner/dispatch/dispatcher.ts";
-import type { LedgerCommit } from "../../runner/intake/partition_ledger.ts";
+import { type LedgerCommit, MAX_ACTIVE } from "../../runner/intake/partition_ledger.ts";
 import { ConcurrencyCap } from "../../runner/dispatch/concurrency_cap.ts";
 import type { FunctionConfig } from "../../runner/function_config.ts";
 import type { WaitReason } from "../../runner/dispatch/flow_control.ts";
@@ -350,4 +350,25 @@ Deno.test("maxRunning: with the cap full the batch waits for the cap (nothing is
   await f.end(0);
   await ingest;
   assertEquals(f.started(), ["0#1", "1#1", "2#1"]);
+});
+
+Deno.test("behind one delayed task, at most MAX_ACTIVE later tasks of its partition run; the rest wait for its time (the bound MAX_DELAY_MS)", async () => {
+  const f = fixture({ a: {}, b: {} }, { capacity: 500 });
+  const at = String(f.wall() + 5000);
+  const later = Array.from({ length: MAX_ACTIVE + 10 }, (_, i) => message(i + 1, { fn: "b" }));
+  let done = false;
+  const ingest = f.dispatcher.ingest(
+    TP,
+    [message(0, { headers: { [NOT_BEFORE]: at } }), ...later],
+    control,
+  ).then(() => (done = true));
+  await flushMicrotasks();
+  for (let o = 1; o <= MAX_ACTIVE; o++) await f.end(o);
+  assertEquals(f.started().length, MAX_ACTIVE, "the commit metadata has room for no more");
+  assertEquals(done, false);
+  assertEquals(f.commits.at(-1)?.offset, "0", "held at the delayed task");
+  await f.clock.tick(5000);
+  await ingest;
+  assertEquals(f.started()[MAX_ACTIVE], "0#1");
+  assertEquals(f.started().length, MAX_ACTIVE + 11);
 });
