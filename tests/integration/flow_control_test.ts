@@ -197,10 +197,14 @@ Deno.test("1,000 delayed tasks do not stall an undelayed function's tasks on the
   const dir = await Deno.makeTempDir();
   const grant = { allowWrite: [dir] };
   await using config = await functionsConfig({ flow_delayed: grant, flow_free: grant });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
   await using runner = RunnerProcess.onTopic(topic, {
     FUNCTIONS_CONFIG: config.path,
     MAX_RUNNING: "6",
     TOPIC_PARTITIONS: "1",
+    METRICS_PORT: String(port),
   });
   await runner.ready();
   await using kafka = await kafkaClients();
@@ -223,6 +227,10 @@ Deno.test("1,000 delayed tasks do not stall an undelayed function's tasks on the
       `committed offset ${committed.partitions[0].offset}`,
   );
   assertEquals(committed.partitions[0].offset, "0");
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const waiting = /^task_runner_waiting_tasks\{reason="delay"\} (\d+)$/m.exec(metrics)?.[1];
+  console.log(`metrics: task_runner_waiting_tasks{reason="delay"} ${waiting}`);
+  assertEquals(waiting, "1000");
   assertEquals(spans(dir).filter((s) => s.fn === "flow_delayed").length, 0);
   await Deno.remove(dir, { recursive: true });
 });
