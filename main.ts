@@ -5,7 +5,7 @@
 import { parseArgs } from "node:util";
 import { ADMIN_COMMANDS } from "./cli/admin.ts";
 import { describeConfig, OPTIONS, resolveConfig } from "./runner/config.ts";
-import { enqueue } from "./ops/enqueue.ts";
+import { DelayError, enqueue, parseAt, parseDelay } from "./ops/enqueue.ts";
 import { loadFunctionConfig } from "./runner/function_config.ts";
 import { createKafka, createProducer } from "./runner/kafka/client.ts";
 import { checkBrokerSecurity, explainKafkaError } from "./runner/kafka/security_check.ts";
@@ -21,6 +21,7 @@ const USAGE = `task-runner: run Deno functions triggered by Kafka messages
 Usage:
   main.ts run [options]                       consume the task topic and run handlers
   main.ts enqueue <handler> [json] [--key k]  produce one task (payload defaults to {})
+          [--delay 10m | --at <ISO time|epoch ms>]  not before then (at most MAX_DELAY_MS ahead)
 ${
   Object.entries(ADMIN_COMMANDS).map(([name, c]) => `  main.ts ${name.padEnd(36)}${c.summary}`)
     .join("\n")
@@ -38,7 +39,11 @@ ${
 `;
 
 function parse(args: string[]) {
-  const options: Record<string, { type: "string" }> = { key: { type: "string" } };
+  const options: Record<string, { type: "string" }> = {
+    key: { type: "string" },
+    delay: { type: "string" },
+    at: { type: "string" },
+  };
   for (const o of OPTIONS) options[o.flag] = { type: "string" };
   const { values, positionals } = parseArgs({
     args,
@@ -145,6 +150,18 @@ async function enqueueCommand(
     return 2;
   }
   const config = resolveConfig(flags, Deno.env.toObject());
+  let notBefore: number | undefined;
+  try {
+    if (flags.delay !== undefined && flags.at !== undefined) {
+      throw new DelayError("give --delay or --at, not both");
+    }
+    if (flags.delay !== undefined) notBefore = Date.now() + parseDelay(flags.delay);
+    if (flags.at !== undefined) notBefore = parseAt(flags.at);
+  } catch (error) {
+    if (!(error instanceof DelayError)) throw error;
+    console.error(`enqueue: ${error.message}`);
+    return 2;
+  }
   await setUpLogging({ level: "warning", format: config.logFormat });
   const brokers = config.brokers ?? [`127.0.0.1:${config.localBrokerPort}`];
   const producer = createProducer(
@@ -161,6 +178,9 @@ async function enqueueCommand(
       topic: config.topic,
       key: flags.key,
       handlerHeader: config.handlerHeader,
+      notBefore,
+      notBeforeHeader: config.notBeforeHeader,
+      maxDelayMs: config.maxDelayMs,
     });
     console.log(`enqueued ${handler} to ${meta.topicName}/${meta.partition}@${meta.baseOffset}`);
   } finally {

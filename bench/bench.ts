@@ -281,6 +281,20 @@ row("ratio function mode / bare spawn rate (cap 100)", fmt(warm.rate / bare, 1))
 row("ratio function mode / task mode end-to-end", fmt(warm.rate / e2e.rate, 1));
 row("runner peak RSS", `${fmt(warm.peakRssMb)} MB`);
 
+// Flow control on the hot path: the same warm run with a per-function limit at the cap, so
+// that the limit is checked and counted for every task but never holds one back.
+await using limitedConfig = await functionsConfig({
+  noop: { isolation: "function", warm: { concurrency: 16 }, maxRunning: cap },
+});
+const limited = await endToEnd(brokers, {
+  count: warmTasks,
+  cap,
+  functionsConfig: limitedConfig.path,
+});
+console.log(`\n== flow control: the same with maxRunning ${cap} on the function ==`);
+row(`end-to-end rate with maxRunning ${cap}`, `${fmt(limited.rate)} tasks/s`);
+row("ratio with / without the per-function limit (>= 0.97)", fmt(limited.rate / warm.rate, 2));
+
 const samples = values.quick ? 40 : 100;
 const alo = { delivery: "at-least-once" };
 const fn = { isolation: "function" };

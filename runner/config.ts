@@ -25,6 +25,13 @@ export interface RunnerConfig {
   handlerHeader: string;
   /** Maximum number of live handler processes. @default 100 */
   maxRunning: number;
+  // Flow control (issue 15).
+  /** Message header with a task's not-before time (ISO 8601 or epoch ms). @default "x-task-runner-not-before" */
+  notBeforeHeader: string;
+  /** Longest delay a not-before header may ask for; tasks further ahead are rejected. @default 900000 */
+  maxDelayMs: number;
+  /** Tasks waiting (key order, retries, limits, delays) before fetching holds back. @default 1000 */
+  maxWaiting: number;
   /**
    * Sandboxes per function started ahead of time (handler imported, waiting for one task),
    * from the function's first task on; they count toward `maxRunning`. @default 0
@@ -238,6 +245,30 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "100",
     parse: integer(1, 10_000),
     doc: "Concurrency cap: live handler processes.",
+  },
+  {
+    key: "notBeforeHeader",
+    flag: "not-before-header",
+    env: "NOT_BEFORE_HEADER",
+    default: "x-task-runner-not-before",
+    parse: text(/^[\x21-\x7e]{1,255}$/, "a printable header name"),
+    doc: "Message header with a task's not-before time (ISO 8601 or epoch ms).",
+  },
+  {
+    key: "maxDelayMs",
+    flag: "max-delay-ms",
+    env: "MAX_DELAY_MS",
+    default: "900000",
+    parse: timer(0),
+    doc: "Longest delay a task may ask for; tasks further ahead are rejected.",
+  },
+  {
+    key: "maxWaiting",
+    flag: "max-waiting",
+    env: "MAX_WAITING",
+    default: "1000",
+    parse: integer(1, 100_000),
+    doc: "Tasks waiting without a slot (keys, retries, limits, delays) before fetching waits.",
   },
   {
     key: "prewarm",

@@ -75,6 +75,35 @@ export interface FunctionConfig {
    * prewarming off for this function. @default PREWARM (from the function's first task on)
    */
   prewarm?: number;
+  // Flow control (issue 15): own block, validated in parseFlowControl.
+  /** Live tasks of this function at once, inside MAX_RUNNING (warm processes included). @default none */
+  maxRunning?: number;
+  /** At most `max` live tasks per key value (in no particular order). @default none */
+  concurrency?: KeyConcurrency;
+  /** Starts per second (token bucket), per function or per key value. @default none */
+  rateLimit?: RateLimit;
+}
+
+/**
+ * Where a flow-control key comes from: `"key"` (the message key), `"header:<name>"`, or
+ * `"payload.<path>"` (a dotted path into the JSON payload).
+ */
+export type FlowKeySpec = string;
+
+/** Per-key concurrency of one function. */
+export interface KeyConcurrency {
+  key: FlowKeySpec;
+  /** Live tasks per key value, at least 1. */
+  max: number;
+}
+
+/** A token bucket: `perSecond` starts on average, up to `burst` at once. */
+export interface RateLimit {
+  perSecond: number;
+  /** Bucket size. @default max(1, ceil(perSecond)) */
+  burst?: number;
+  /** One bucket per key value instead of one per function. @default none */
+  key?: FlowKeySpec;
 }
 
 /** Limits of the warm processes of one function. */
@@ -111,6 +140,7 @@ const LIST_KEYS = [
   "allowSys",
   "allowLoaderEnv",
 ] as const;
+const FLOW_KEYS = ["maxRunning", "concurrency", "rateLimit"] as const;
 const KNOWN = new Set<string>([
   ...LIST_KEYS,
   "env",
@@ -123,6 +153,7 @@ const KNOWN = new Set<string>([
   "isolation",
   "warm",
   "prewarm",
+  ...FLOW_KEYS,
 ]);
 
 /** Environment names that change how a process (or the Deno in it) loads: opt-in only. */
@@ -162,6 +193,7 @@ export function parseFunctionConfig(content: unknown, source: string): FunctionC
     const grants: FunctionConfig = {};
     for (const [key, value] of Object.entries(entry)) {
       if (!KNOWN.has(key)) bad(`${at}.${key}`, `one of ${[...KNOWN].join(", ")}`, key);
+      if ((FLOW_KEYS as readonly string[]).includes(key)) continue; // parseFlowControl
       if ((LIST_KEYS as readonly string[]).includes(key)) {
         if (
           !Array.isArray(value) ||
@@ -238,6 +270,7 @@ export function parseFunctionConfig(content: unknown, source: string): FunctionC
       }
     }
     checkLoaderEnv(grants, at, bad);
+    parseFlowControl(entry, grants, at, bad);
     table.set(name, Object.freeze(grants));
   }
   return table;
@@ -265,6 +298,98 @@ function checkLoaderEnv(
         refused,
       );
     }
+  }
+}
+
+/** Flow-control key sources: the message key, a header, or a dotted path into the payload. */
+const FLOW_KEY = /^(key|header:[\x21-\x7e]{1,255}|payload(\.[^.\s]+)+)$/;
+
+/** Most starts per second a rate limit may name, and the largest burst. */
+const MAX_RATE = 100_000;
+
+/**
+ * The flow-control fields (`maxRunning`, `concurrency`, `rateLimit`), checked against each
+ * other and against `ordering` and `warm`.
+ */
+function parseFlowControl(
+  entry: Record<string, unknown>,
+  grants: FunctionConfig,
+  at: string,
+  bad: (where: string, must: string, got: unknown) => never,
+): void {
+  const int = (v: unknown, where: string, min: number, max: number) => {
+    if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) {
+      bad(where, `an integer from ${min} to ${max}`, v);
+    }
+    return v as number;
+  };
+  const keySpec = (v: unknown, where: string) => {
+    if (typeof v !== "string" || !FLOW_KEY.test(v)) {
+      bad(where, '"key", "header:<name>" or "payload.<dotted.path>"', v);
+    }
+    return v as string;
+  };
+  const object = (v: unknown, where: string, example: string, allowed: string[]) => {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) {
+      bad(where, `an object like ${example}`, v);
+    }
+    for (const k of Object.keys(v as object)) {
+      if (!allowed.includes(k)) bad(`${where}.${k}`, `absent (${allowed.join(", ")})`, k);
+    }
+    return v as Record<string, unknown>;
+  };
+  if (entry.maxRunning !== undefined) {
+    grants.maxRunning = int(entry.maxRunning, `${at}.maxRunning`, 1, 10_000);
+  }
+  if (entry.concurrency !== undefined) {
+    const where = `${at}.concurrency`;
+    const c = object(entry.concurrency, where, '{"key": "payload.shopId", "max": 1}', [
+      "key",
+      "max",
+    ]);
+    grants.concurrency = {
+      key: keySpec(c.key, `${where}.key`),
+      max: int(c.max, `${where}.max`, 1, 10_000),
+    };
+    if (grants.concurrency.key === "key" && entry.ordering === "key") {
+      bad(
+        where + ".key",
+        'another key than "key" with ordering "key" (that ordering already runs one task per ' +
+          "message key at a time, in offset order); drop one of the two",
+        c.key,
+      );
+    }
+    if (grants.maxRunning !== undefined && grants.concurrency.max > grants.maxRunning) {
+      bad(`${where}.max`, `at most maxRunning (${grants.maxRunning})`, c.max);
+    }
+  }
+  if (entry.rateLimit !== undefined) {
+    const where = `${at}.rateLimit`;
+    const r = object(entry.rateLimit, where, '{"perSecond": 20, "burst": 40}', [
+      "perSecond",
+      "burst",
+      "key",
+    ]);
+    const perSecond = r.perSecond;
+    if (
+      typeof perSecond !== "number" || !Number.isFinite(perSecond) || perSecond <= 0 ||
+      perSecond > MAX_RATE
+    ) {
+      bad(`${where}.perSecond`, `a number above 0 and at most ${MAX_RATE}`, perSecond);
+    }
+    grants.rateLimit = { perSecond: perSecond as number };
+    if (r.burst !== undefined) grants.rateLimit.burst = int(r.burst, `${where}.burst`, 1, MAX_RATE);
+    if (r.key !== undefined) grants.rateLimit.key = keySpec(r.key, `${where}.key`);
+  }
+  const concurrency = grants.warm?.concurrency;
+  if (
+    grants.maxRunning !== undefined && concurrency !== undefined && concurrency > grants.maxRunning
+  ) {
+    bad(
+      `${at}.warm.concurrency`,
+      `at most maxRunning (${grants.maxRunning}): a warm process's tasks count toward it`,
+      concurrency,
+    );
   }
 }
 

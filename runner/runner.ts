@@ -7,7 +7,8 @@
 import type { Admin, Kafka, Producer } from "kafkajs";
 import type { RunnerConfig } from "./config.ts";
 import { ConcurrencyCap } from "./dispatch/concurrency_cap.ts";
-import { Dispatcher } from "./dispatch/dispatcher.ts";
+import { Dispatcher, type WaitObserver } from "./dispatch/dispatcher.ts";
+import type { WaitReason } from "./dispatch/flow_control.ts";
 import type { FunctionConfigTable } from "./function_config.ts";
 import { TaskConsumer } from "./intake/consumer.ts";
 import { TaskDecoder } from "./intake/task_decoder.ts";
@@ -33,8 +34,8 @@ export interface RunnerOptions {
   settings: RunnerSettings;
   /** Per-function configuration (functions.json). @default none */
   functions?: FunctionConfigTable;
-  /** Told of outcomes and spawn failures. @default none */
-  observer?: TaskObserver;
+  /** Told of outcomes and spawn failures (and, if it listens, of the time tasks waited). @default none */
+  observer?: TaskObserver & Partial<WaitObserver>;
 }
 
 /** A long-running task runner. */
@@ -81,6 +82,10 @@ export class Runner {
         functions,
       }),
       offsets: this.#consumer,
+      notBeforeHeader: settings.notBeforeHeader,
+      maxDelayMs: settings.maxDelayMs,
+      maxWaiting: settings.maxWaiting,
+      waitObserver: options.observer?.taskWaited ? options.observer as WaitObserver : undefined,
       executor: this.#executor,
       reporter: new TaskReporter(
         new Publisher(this.#producer, settings.deadLetterTopic),
@@ -103,6 +108,11 @@ export class Runner {
   /** True while fetching is held back because the cap is full. */
   get saturated(): boolean {
     return this.#dispatcher.blocked;
+  }
+
+  /** Tasks waiting now, by what they wait for (flow control). */
+  waitingByReason(): Record<WaitReason, number> {
+    return this.#dispatcher.waitingByReason();
   }
 
   /** Idle prewarmed children now, over all functions. */

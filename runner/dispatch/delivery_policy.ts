@@ -2,7 +2,7 @@
  * How one function's tasks are delivered: commit point, retries, ordering, results.
  * @module
  */
-import type { FunctionConfig } from "../function_config.ts";
+import type { FunctionConfig, KeyConcurrency, RateLimit } from "../function_config.ts";
 
 /** The resolved delivery settings of one function. */
 export interface DeliveryPolicy {
@@ -18,6 +18,12 @@ export interface DeliveryPolicy {
   byKey: boolean;
   /** Topic for the handler's return value, if any. */
   resultTopic: string | null;
+  /** Flow control: live tasks of the function at once (null: only the global cap). */
+  maxRunning: number | null;
+  /** Flow control: live tasks per key value. */
+  concurrency: Readonly<KeyConcurrency> | null;
+  /** Flow control: a token bucket per function or key value. */
+  rateLimit: Readonly<Required<Omit<RateLimit, "key">> & Pick<RateLimit, "key">> | null;
 }
 
 /** The policy of a function from its grants (defaults: the PHP daemon's behaviour). */
@@ -29,6 +35,15 @@ export function deliveryPolicy(grants: Readonly<FunctionConfig> | undefined): De
     maxMs: grants?.retries?.maxMs ?? 60_000,
     byKey: grants?.ordering === "key",
     resultTopic: grants?.resultTopic ?? null,
+    maxRunning: grants?.maxRunning ?? null,
+    concurrency: grants?.concurrency ?? null,
+    rateLimit: grants?.rateLimit
+      ? {
+        perSecond: grants.rateLimit.perSecond,
+        burst: grants.rateLimit.burst ?? Math.max(1, Math.ceil(grants.rateLimit.perSecond)),
+        key: grants.rateLimit.key,
+      }
+      : null,
   };
 }
 

@@ -7,6 +7,12 @@
  * task is committed before it gets its task (its process may start meanwhile, see
  * {@link Executor.prepare}), an at-least-once task once it reached its final outcome. Every
  * start goes through one path, `#launch`.
+ *
+ * Flow control (functions.json `maxRunning`, `concurrency`, `rateLimit`, and the not-before
+ * header) is checked before a task takes its slot: a task held back waits like a retry, without
+ * a slot, in `#ready` (limits: tried again when a task ends or a token is due) or on a timer
+ * (delays, backoff), and the batch goes on with the next message. A waiting task is tracked as
+ * waiting in its partition's ledger, so the committed offset stays below it until it starts.
  * @module
  */
 import type { KafkaMessage } from "kafkajs";
@@ -18,6 +24,8 @@ import type { DecodedTask } from "../intake/task_decoder.ts";
 import type { ChildResult } from "../sandbox/process_source.ts";
 import type { ConcurrencyCap, Slot } from "./concurrency_cap.ts";
 import { backoffMs } from "./delivery_policy.ts";
+import { DEFAULT_MAX_DELAY_MS, delayMs, parseNotBefore } from "./delays.ts";
+import { type Blocked, FlowControl, WAIT_REASONS, type WaitReason } from "./flow_control.ts";
 import type {
   BatchControl,
   Executor,
@@ -26,6 +34,7 @@ import type {
   Rejected,
   Reporter,
   TaskSource,
+  WaitObserver,
 } from "./job.ts";
 import { KeyLocks } from "./key_locks.ts";
 
@@ -56,7 +65,18 @@ export interface DispatcherOptions {
   heartbeatIntervalMs?: number;
   /** Time and timers (backoff, heartbeats). @default the system clock */
   clock?: Clock;
+  /** Header with a task's not-before time (ISO 8601 or epoch ms). @default "x-task-runner-not-before" */
+  notBeforeHeader?: string;
+  /** Longest delay accepted; a task further ahead is rejected. @default 900000 (15 minutes) */
+  maxDelayMs?: number;
+  /** Wall-clock time in epoch ms, for not-before times. @default Date.now */
+  wallClock?: () => number;
+  /** Told how long each task waited before it started. @default none */
+  waitObserver?: WaitObserver;
 }
+
+/** A job that cannot start yet: held back by a limit, or by the cap. */
+type Held = Blocked | { reason: "cap" };
 
 /** Moves tasks from their partitions to their processes (see the module documentation). */
 export class Dispatcher {
@@ -68,6 +88,15 @@ export class Dispatcher {
   readonly #clock: Clock;
   readonly #maxWaiting: number;
   readonly #heartbeatMs: number;
+  readonly #notBeforeHeader: string;
+  readonly #maxDelayMs: number;
+  readonly #wallClock: () => number;
+  readonly #waitObserver: WaitObserver | undefined;
+  readonly #flow: FlowControl;
+  /** The one timer that tries `#ready` again when a rate-limit token is due. */
+  #wake: { at: number; timer: ReturnType<Clock["setTimeout"]> } | null = null;
+  /** Batches waiting inside `ingest` for a slot (for the waiting-by-reason metric). */
+  #capWaits = 0;
   readonly #partitions = new PartitionMap<PartitionState>();
   /** Partition states being read from the group's committed offsets. */
   readonly #loading = new PartitionMap<Promise<PartitionState>>();
@@ -77,12 +106,16 @@ export class Dispatcher {
   readonly #ready: Job[] = [];
   /** Ordering by key: who holds each key, who waits behind it. */
   readonly #keys = new KeyLocks<Job>();
-  readonly #backoff = new Map<Job, ReturnType<Clock["setTimeout"]>>();
+  /** Jobs on a timer: a retry's backoff, or a delay. */
+  readonly #backoff = new Map<
+    Job,
+    { timer: ReturnType<Clock["setTimeout"]>; reason: "retry" | "delay" }
+  >();
   readonly #changed = new Set<() => void>();
   readonly #active = new Set<Promise<void>>();
   /** Jobs whose process runs now. */
   readonly #running = new Set<Job>();
-  /** Jobs waiting for a key or a retry (no slot held). */
+  /** Jobs waiting for a key, a retry, a limit or their time (no slot held). */
   #waiting = 0;
   #blocked = 0;
   #stopping = false;
@@ -107,12 +140,38 @@ export class Dispatcher {
     this.#clock = options.clock ?? systemClock;
     this.#maxWaiting = maxWaiting;
     this.#heartbeatMs = heartbeatMs;
+    this.#notBeforeHeader = options.notBeforeHeader ?? "x-task-runner-not-before";
+    this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
+    if (!Number.isSafeInteger(this.#maxDelayMs) || this.#maxDelayMs < 0) {
+      throw new RangeError(
+        `Cannot create dispatcher: "maxDelayMs" must be an integer >= 0, got ${options.maxDelayMs}`,
+      );
+    }
+    this.#wallClock = options.wallClock ?? Date.now;
+    this.#waitObserver = options.waitObserver;
+    this.#flow = new FlowControl(this.#clock);
     this.#cap.onSlotFree(() => this.#pump());
   }
 
   /** True while a batch waits (for a slot, room in a ledger, or waiting jobs to drain). */
   get blocked(): boolean {
     return this.#blocked > 0;
+  }
+
+  /**
+   * Tasks waiting now, by what they wait for (a batch waiting for a slot counts as one `cap`).
+   * Costs one pass over the waiting tasks (at most `maxWaiting`): for scrapes, not hot paths.
+   */
+  waitingByReason(): Record<WaitReason, number> {
+    const counts = Object.fromEntries(WAIT_REASONS.map((r) => [r, 0])) as Record<
+      WaitReason,
+      number
+    >;
+    for (const job of this.#ready) counts[job.waitedFor ?? "cap"]++;
+    for (const { reason } of this.#backoff.values()) counts[reason]++;
+    counts.key_order += this.#keys.queued;
+    counts.cap += this.#capWaits;
+    return counts;
   }
 
   /** Take a batch: reject, park or start each message in order, as slots allow. */
@@ -161,8 +220,15 @@ export class Dispatcher {
         if (!(await this.#until(control, () => state.ledger.room > 0))) break;
       }
       let task: DecodedTask;
+      let delay = 0;
       try {
         task = this.#source.decode(source, message);
+        const notBefore = task.fields.headers[this.#notBeforeHeader];
+        if (notBefore !== undefined) {
+          const header = this.#notBeforeHeader;
+          const at = parseNotBefore(notBefore, header);
+          delay = delayMs(at, this.#wallClock(), this.#maxDelayMs, header);
+        }
       } catch (error) {
         if (!(error instanceof TaskRejectedError)) throw error;
         state.ledger.add(offset, true);
@@ -180,28 +246,55 @@ export class Dispatcher {
         slot: null,
         fetchedAt,
         readyAt: 0,
+        flow: this.#flow.keysOf(task, policy),
+        startAt: delay > 0 ? this.#clock.now() + delay : 0,
+        waitingSince: fetchedAt,
       };
       const key = this.#keyOf(job);
-      if (key !== null && this.#keys.busy(key)) {
+      const keyBusy = key !== null && this.#keys.busy(key);
+      let admitted: Slot | Held = keyBusy || delay > 0 ? { reason: "cap" } : this.#admit(job);
+      if (!keyBusy && delay === 0 && "reason" in admitted && admitted.reason === "cap") {
+        job.waitedFor = "cap";
+        await flush();
+        this.#capWaits++;
+        const got = await this.#until(control, () => {
+          admitted = this.#admit(job);
+          return !("reason" in admitted && admitted.reason === "cap");
+        }).finally(() => this.#capWaits--);
+        if (!got) break;
+      }
+      if (keyBusy || delay > 0 || "reason" in admitted) {
+        // It waits without a slot (for its key, its time or a limit); the batch goes on.
+        let waitedForRoom = false;
         if (this.#waiting >= this.#maxWaiting) {
           await flush();
           if (!(await this.#until(control, () => this.#waiting < this.#maxWaiting))) break;
+          waitedForRoom = true;
         }
         state.ledger.add(offset, policy.atMostOnce);
-        this.#keys.acquireOrWait(key, job);
         this.#waiting++;
         last = message.offset;
+        if (key !== null && !this.#keys.acquireOrWait(key, job)) {
+          job.waitedFor = "key_order";
+          continue;
+        }
+        if (delay > 0) this.#delay(job);
+        else {
+          job.waitedFor = (admitted as Held).reason;
+          this.#ready.push(job);
+          // Its limit may have opened while this batch waited for room (else nothing changed
+          // since #admit said no, and a pump per parked task would cost a pass over #ready).
+          if (waitedForRoom) this.#pump();
+          else if ((admitted as Held).reason === "rate_limit") {
+            this.#wakeIn((admitted as Blocked).waitMs);
+          }
+        }
         continue;
       }
-      let slot: Slot | null = this.#cap.tryAcquire();
-      if (!slot) {
-        await flush();
-        if (!(await this.#until(control, () => (slot = this.#cap.tryAcquire()) !== null))) break;
-      }
-      job.slot = slot;
+      job.slot = admitted;
       state.ledger.add(offset, policy.atMostOnce);
       if (key !== null) this.#keys.acquireOrWait(key, job);
-      job.readyAt = this.#clock.now();
+      this.#started(job);
       starting.push(job);
       last = message.offset;
     }
@@ -235,6 +328,8 @@ export class Dispatcher {
    */
   stop(): void {
     this.#stopping = true;
+    if (this.#wake) this.#clock.clearTimeout(this.#wake.timer);
+    this.#wake = null;
     const dropped = this.#dropWaiting(() => true);
     if (dropped.length) this.#reporter.handedOver(dropped, "not started before shutdown");
     this.#notify();
@@ -306,7 +401,10 @@ export class Dispatcher {
       await this.#commit(tp, state, true);
     } catch (error) {
       for (const job of gated) this.#executor.discard(job);
-      for (const job of jobs) job.slot?.release();
+      for (const job of jobs) {
+        job.held?.();
+        job.slot?.release();
+      }
       throw error;
     }
     for (const job of jobs) this.#run(job);
@@ -340,7 +438,8 @@ export class Dispatcher {
   /** Jobs of `tp` started here that have not ended: running, or waiting for their retry. */
   #startedHere(tp: TopicPartition): Job[] {
     const same = (job: Job) => job.topic === tp.topic && job.partition === tp.partition;
-    return [...this.#running, ...this.#backoff.keys(), ...this.#ready.filter((j) => j.attempt > 1)]
+    const retries = [...this.#backoff.keys(), ...this.#ready].filter((j) => j.attempt > 1);
+    return [...this.#running, ...retries]
       .filter(same)
       .sort((a, b) => (BigInt(a.message.offset) < BigInt(b.message.offset) ? -1 : 1));
   }
@@ -350,7 +449,9 @@ export class Dispatcher {
     try {
       await this.#settle(job, result);
     } finally {
-      // Released only now, so that "in flight" (started, not final) never exceeds the cap.
+      // Released only now, so that "in flight" (started, not final) never exceeds the cap (or
+      // the function's limits); the limits first, so that the slot's pump sees them free.
+      job.held?.();
       job.slot?.release();
     }
   }
@@ -368,18 +469,22 @@ export class Dispatcher {
       const delay = backoffMs(job.attempt, policy);
       this.#reporter.retrying(job, result, delay);
       this.#waiting++;
-      const next: Job = { ...job, attempt: job.attempt + 1, slot: null };
-      this.#backoff.set(
-        next,
-        this.#clock.setTimeout(() => {
-          this.#backoff.delete(next);
-          this.#ready.push(next);
-          this.#pump();
-        }, delay),
-      );
+      const next: Job = {
+        ...job,
+        attempt: job.attempt + 1,
+        slot: null,
+        held: undefined,
+        waitedFor: "retry",
+        waitingSince: this.#clock.now(),
+      };
+      this.#timed(next, "retry", delay);
       return;
     }
-    await this.#reporter.finish(job, result);
+    const note = job.flow?.note;
+    await this.#reporter.finish(
+      job,
+      note ? { ...result, reason: `${result.reason}; ${note}` } : result,
+    );
     const state = this.#partitions.get(job);
     state?.ledger.final(BigInt(job.message.offset));
     this.#releaseKey(job);
@@ -387,8 +492,68 @@ export class Dispatcher {
     this.#notify(); // room in the ledger for a batch that waits for it
   }
 
-  /** Start ready jobs (retries due, next of a key) while slots are free. */
+  /**
+   * Take the slot for `job` if its limits let it start now (its time has come): the slot, or
+   * what holds it back. On success its limits are taken too.
+   */
+  #admit(job: Job): Slot | Held {
+    // The cap first: when it is full the batch waits for it (as without limits), and a task
+    // is parked only when its own limits hold it back.
+    if (this.#cap.free <= 0 && this.#cap.reserved === 0) return { reason: "cap" };
+    if (job.flow) {
+      const blocked = this.#flow.blocked(job.flow, job.policy);
+      if (blocked) return blocked;
+    }
+    const slot = this.#cap.tryAcquire();
+    if (!slot) return { reason: "cap" };
+    if (job.flow) job.held = this.#flow.take(job.flow, job.policy);
+    return slot;
+  }
+
+  /** The job has its slot and starts now. */
+  #started(job: Job): void {
+    job.readyAt = this.#clock.now();
+    if (job.waitedFor !== undefined && this.#waitObserver) {
+      this.#waitObserver.taskWaited(job.waitedFor, job.readyAt - (job.waitingSince ?? job.readyAt));
+    }
+  }
+
+  /** Park a waiting job on a timer; when it fires the job is ready. */
+  #timed(job: Job, reason: "retry" | "delay", ms: number): void {
+    const timer = this.#clock.setTimeout(() => {
+      this.#backoff.delete(job);
+      this.#ready.push(job);
+      this.#pump();
+    }, ms);
+    this.#backoff.set(job, { timer, reason });
+  }
+
+  /** A waiting job (it holds its key, if any) whose time has not come: wait for it. */
+  #delay(job: Job): void {
+    job.waitedFor = "delay";
+    this.#timed(job, "delay", Math.max(0, (job.startAt ?? 0) - this.#clock.now()));
+  }
+
+  /** Try `#ready` again in `ms` (one timer: the earliest wins). */
+  #wakeIn(ms: number): void {
+    const at = this.#clock.now() + ms;
+    if (this.#wake && this.#wake.at <= at) return;
+    if (this.#wake) this.#clock.clearTimeout(this.#wake.timer);
+    this.#wake = {
+      at,
+      timer: this.#clock.setTimeout(() => {
+        this.#wake = null;
+        this.#pump();
+      }, ms),
+    };
+  }
+
+  /** Start ready jobs (retries due, next of a key, limits open again) while slots are free. */
   #pump(): void {
+    const now = this.#clock.now();
+    /** Limits found shut in this pass: the jobs behind them keep their places. */
+    const shut = new Set<string>();
+    let wakeMs = Infinity;
     for (let i = 0; i < this.#ready.length && !this.#stopping;) {
       const job = this.#ready[i];
       const state = this.#partitions.get(job);
@@ -398,23 +563,50 @@ export class Dispatcher {
         this.#reporter.handedOver([job], "partition revoked by a rebalance");
         continue;
       }
-      // A first run is a new start for the ledger; a retry has started already.
-      if (job.attempt === 1 && state.ledger.room <= 0) {
+      // A first run is a new start for the ledger; a retry has started already. The task at
+      // the committed offset starts even so: only its start (or end) moves that offset and
+      // gives room back, so without it a partition whose room is taken by finished tasks above
+      // a waiting one (a delay, a limit, a key) would wait forever. That is at most one entry
+      // beyond MAX_ACTIVE per partition (about 27 bytes, inside the metadata's last third).
+      if (
+        job.attempt === 1 && state.ledger.room <= 0 &&
+        state.ledger.watermark !== BigInt(job.message.offset)
+      ) {
         i++;
         continue;
       }
+      if ((job.startAt ?? 0) > now) {
+        this.#ready.splice(i, 1);
+        this.#delay(job);
+        continue;
+      }
+      if (job.flow) {
+        const blocked = this.#flow.blocked(job.flow, job.policy, shut);
+        if (blocked) {
+          shut.add(blocked.gate);
+          job.waitedFor = blocked.reason;
+          if (blocked.waitMs > 0) wakeMs = Math.min(wakeMs, blocked.waitMs);
+          i++;
+          continue;
+        }
+      }
       const slot = this.#cap.tryAcquire();
-      if (!slot) break;
+      if (!slot) {
+        job.waitedFor = "cap";
+        break;
+      }
+      if (job.flow) job.held = this.#flow.take(job.flow, job.policy);
       this.#ready.splice(i, 1);
       this.#waiting--;
       job.slot = slot;
-      job.readyAt = this.#clock.now();
+      this.#started(job);
       this.#launch(state, [job], []).catch((error) => {
         // Not committed, so not started: the next owner or run reads it again.
         this.#reporter.commitFailed(job, error as Error);
         this.#reporter.handedOver([job], "its commit failed");
       });
     }
+    if (wakeMs < Infinity && !this.#stopping) this.#wakeIn(wakeMs);
     this.#notify();
   }
 
@@ -441,7 +633,7 @@ export class Dispatcher {
     for (let i = this.#ready.length - 1; i >= 0; i--) {
       if (which(this.#ready[i])) owners.push(...this.#ready.splice(i, 1));
     }
-    for (const [job, timer] of this.#backoff) {
+    for (const [job, { timer }] of this.#backoff) {
       if (!which(job)) continue;
       this.#clock.clearTimeout(timer);
       this.#backoff.delete(job);

@@ -12,6 +12,7 @@ import type { LedgerCommit } from "../intake/partition_ledger.ts";
 import type { TopicPartition } from "../intake/topic_partition.ts";
 import type { DecodedTask } from "../intake/task_decoder.ts";
 import type { ChildResult } from "../sandbox/process_source.ts";
+import type { FlowKeys, WaitReason } from "./flow_control.ts";
 
 /** One task on its way through the runner, from its partition to its outcome. */
 export interface Job extends TopicPartition {
@@ -26,6 +27,21 @@ export interface Job extends TopicPartition {
   fetchedAt: number;
   /** performance.now() when it got its slot. */
   readyAt: number;
+  // Flow control (issue 15); absent: no limits, no delay.
+  /** Its flow-control keys, resolved when it was decoded. */
+  flow?: FlowKeys;
+  /** performance.now() before which it must not start (its not-before header). */
+  startAt?: number;
+  /** Ends its count under its function's limits (set while it runs). */
+  held?: () => void;
+  /** What it waited for last, and since when (for the time-waited histogram). */
+  waitedFor?: WaitReason;
+  waitingSince?: number;
+}
+
+/** Told how long each task waited before it started, by what it waited for last. */
+export interface WaitObserver {
+  taskWaited(reason: WaitReason, ms: number): void;
 }
 
 /** A rejected message, with why. */

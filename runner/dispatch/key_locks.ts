@@ -18,6 +18,13 @@ export class KeyLocks<T> {
     return true;
   }
 
+  /** Items waiting behind a holder, over all keys. */
+  get queued(): number {
+    let n = 0;
+    for (const queue of this.#queues.values()) n += queue.length;
+    return n;
+  }
+
   /** True if `key` is held. */
   busy(key: string): boolean {
     return this.#queues.has(key);

@@ -18,6 +18,8 @@ export interface DecodedTask {
   handler: string;
   file: string;
   payload: Uint8Array;
+  /** The payload, parsed (once, here). */
+  json: unknown;
   /** What the handler receives besides the payload (and the attempt, set per run). */
   fields: Omit<Task, "payload" | "attempt">;
 }
@@ -120,8 +122,9 @@ export function decodeTask(
       `payload of ${payload.length} bytes is over the limit of ${options.maxPayloadBytes} (MAX_PAYLOAD_BYTES)`,
     );
   }
+  let json: unknown;
   try {
-    JSON.parse(DECODER.decode(payload));
+    json = JSON.parse(DECODER.decode(payload));
   } catch (error) {
     const hint = payload.length === 0 ? "empty payload" : (error as Error).message;
     throw new TaskRejectedError(`payload is not valid JSON: ${hint}`);
@@ -130,6 +133,7 @@ export function decodeTask(
     handler,
     file,
     payload,
+    json,
     fields: {
       headers,
       key: message.key ? DECODER.decode(message.key) : null,

@@ -5,6 +5,7 @@
 import type { Admin } from "kafkajs";
 import client from "prom-client";
 import type { Outcome } from "./task_reporter.ts";
+import { WAIT_REASONS, type WaitReason } from "../dispatch/flow_control.ts";
 
 /** What the metrics read from the runner at scrape time. */
 export interface RunnerGauges {
@@ -18,6 +19,8 @@ export interface RunnerGauges {
   readonly warmProcesses: number;
   /** Idle prewarmed children (PREWARM, functions.json `prewarm`). */
   readonly prewarmedIdle: number;
+  /** Tasks waiting without a slot, by reason (flow control). */
+  waitingByReason?(): Record<WaitReason, number>;
 }
 
 /** Options of {@link RunnerMetrics}. */
@@ -36,6 +39,7 @@ export class RunnerMetrics {
   readonly #tasks: client.Counter<"handler" | "outcome">;
   readonly #duration: client.Histogram<"handler" | "outcome">;
   readonly #spawnFailures: client.Counter<"handler">;
+  readonly #waited: client.Histogram<"reason">;
 
   constructor(options: RunnerMetricsOptions) {
     const registers = [this.registry];
@@ -57,6 +61,13 @@ export class RunnerMetrics {
       name: "task_runner_spawn_failures_total",
       help: "Handler processes that could not be started.",
       labelNames: ["handler"],
+      registers,
+    });
+    this.#waited = new client.Histogram({
+      name: "task_runner_task_wait_seconds",
+      help: "Time tasks waited before they started, by what they waited for last.",
+      labelNames: ["reason"],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 900],
       registers,
     });
     new client.Gauge({
@@ -135,6 +146,20 @@ export class RunnerMetrics {
         this.set(gauges.prewarmedIdle);
       },
     });
+    if (gauges.waitingByReason) {
+      const waiting = gauges.waitingByReason.bind(gauges);
+      new client.Gauge({
+        name: "task_runner_waiting_tasks",
+        help: "Tasks waiting without a slot, by reason (cap, function_limit, key_limit, " +
+          "rate_limit, delay, key_order, retry).",
+        labelNames: ["reason"],
+        registers,
+        collect() {
+          const counts = waiting();
+          for (const reason of WAIT_REASONS) this.set({ reason }, counts[reason]);
+        },
+      });
+    }
     new client.Gauge({
       name: "task_runner_paused",
       help: "1 while fetching is held back because the cap is full.",
@@ -150,6 +175,11 @@ export class RunnerMetrics {
     const labels = { handler: handler ?? "(none)", outcome };
     this.#tasks.inc(labels);
     if (outcome !== "rejected") this.#duration.observe(labels, durationMs / 1000);
+  }
+
+  /** Record how long a task waited before it started (flow control). */
+  taskWaited(reason: WaitReason, ms: number): void {
+    this.#waited.observe({ reason }, ms / 1000);
   }
 
   /** Record a spawn failure. */

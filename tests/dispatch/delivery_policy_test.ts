@@ -9,7 +9,19 @@ Deno.test("the default policy is the PHP daemon's: at-most-once, no retry, no or
     maxMs: 60_000,
     byKey: false,
     resultTopic: null,
+    maxRunning: null,
+    concurrency: null,
+    rateLimit: null,
   });
+});
+
+Deno.test("flow control: the burst defaults to one second of starts (at least 1)", () => {
+  assertEquals(deliveryPolicy({ rateLimit: { perSecond: 2.5 } }).rateLimit, {
+    perSecond: 2.5,
+    burst: 3,
+    key: undefined,
+  });
+  assertEquals(deliveryPolicy({ rateLimit: { perSecond: 0.2 } }).rateLimit?.burst, 1);
 });
 
 Deno.test("backoff doubles per attempt, is capped, and jitters within [step/2, step]", () => {
