@@ -3,20 +3,29 @@
 #
 # Unless KAFKA_BROKERS is set, a test broker is started on 127.0.0.1:$TEST_BROKER_PORT
 # (default 39092, apart from the development broker on 9092) and stopped afterwards if this
-# script started it. kcat (Debian) is installed when missing and we may (root + apt-get).
+# script started it. The Debian packages the tests use are installed when missing (below).
 # Extra arguments go to `deno test` (e.g. `deno task test --filter drain`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v kcat >/dev/null 2>&1; then
+# Debian packages the tests use: kcat (an independent Kafka client), openssl (certificates
+# for the secured brokers), php-cli (a PHP worker run through `command`), chromium (the
+# console's browser tests). Installed when missing and we may (root + apt-get).
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v php >/dev/null 2>&1 || missing+=(php-cli)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "tests: installing kcat (Debian) ..."
-    apt-get install -y -qq kcat >/dev/null 2>&1 ||
-      { apt-get update -qq >/dev/null && apt-get install -y -qq kcat >/dev/null; }
+    echo "tests: installing ${missing[*]} (Debian) ..."
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
   else
-    echo "tests: kcat is needed (an independent Kafka client): sudo apt-get install kcat" >&2
+    echo "tests: these Debian packages are needed: sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
+fi
 fi
 
 port="${TEST_BROKER_PORT:-39092}"
