@@ -26,7 +26,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
 fi
-fi
 
 port="${TEST_BROKER_PORT:-39092}"
 started=0
