@@ -55,3 +55,18 @@ export class ReplayProduceError extends Error {
 export class KafkaSecurityError extends Error {
   override name = "KafkaSecurityError";
 }
+
+/**
+ * A partition was revoked (or its state read again after a failed commit) while a commit for
+ * tasks about to start was on its way: they do not start, and the partition's next owner (or
+ * the next fetch) reads them again.
+ */
+export class PartitionGoneError extends Error {
+  override name = "PartitionGoneError";
+  constructor(tp: { topic: string; partition: number }) {
+    super(
+      `partition ${tp.topic}/${tp.partition} was revoked or reset before its commit; ` +
+        "its tasks that had not started are read again",
+    );
+  }
+}

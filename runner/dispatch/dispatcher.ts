@@ -17,7 +17,7 @@
  */
 import type { KafkaMessage } from "kafkajs";
 import { type Clock, systemClock } from "../clock.ts";
-import { TaskRejectedError } from "../errors.ts";
+import { PartitionGoneError, TaskRejectedError } from "../errors.ts";
 import { PartitionLedger } from "../intake/partition_ledger.ts";
 import { PartitionMap, type TopicPartition } from "../intake/topic_partition.ts";
 import type { DecodedTask } from "../intake/task_decoder.ts";
@@ -183,29 +183,41 @@ export class Dispatcher {
     const rejected: Rejected[] = [];
     let last: string | null = null;
 
-    const flush = async () => {
+    // What has been taken so far starts now (one commit for it if it holds at-most-once first
+    // runs), without waiting for that commit before taking the next messages: while it is on
+    // its way, the next launches queue behind it and the commit after it covers them all.
+    // Offsets are resolved in order, each once its own launch (its commit) succeeded.
+    let launched = Promise.resolve();
+    let failure: unknown = null;
+    const forget = () => {
+      // Nothing uncommitted has started. Forget this partition's state: kafkajs fetches the
+      // batch again and the state is rebuilt from what Kafka has committed. Its tasks that
+      // wait to start are read again with it; those started here are adopted by the new state.
+      if (this.#partitions.get(source) !== state) return;
+      this.#partitions.delete(source);
+      const dropped = this.#dropWaiting((job) =>
+        job.attempt === 1 && job.topic === source.topic && job.partition === source.partition
+      );
+      if (dropped.length) this.#reporter.handedOver(dropped, "its partition's commit failed");
+    };
+    const flush = () => {
       if (last === null) return;
-      try {
-        await this.#launch(state, starting.splice(0), rejected.splice(0));
-      } catch (error) {
-        // Nothing uncommitted has started. Forget this partition's state: kafkajs fetches the
-        // batch again and the state is rebuilt from what Kafka has committed. Its tasks that
-        // wait to start are read again with it; those started here are adopted by the new state.
-        if (this.#partitions.get(source) === state) {
-          this.#partitions.delete(source);
-          const dropped = this.#dropWaiting((job) =>
-            job.attempt === 1 && job.topic === source.topic && job.partition === source.partition
-          );
-          if (dropped.length) this.#reporter.handedOver(dropped, "its partition's commit failed");
-        }
-        throw error;
-      }
-      control.resolveOffset(last);
+      const upTo = last;
       last = null;
+      const launch = this.#launch(state, starting.splice(0), rejected.splice(0));
+      launched = launched.then(() => launch).then(
+        () => {
+          if (failure === null) control.resolveOffset(upTo);
+        },
+        (error) => {
+          failure ??= error;
+          forget();
+        },
+      );
     };
 
     for (const message of messages) {
-      if (this.#stopping || !control.active()) break;
+      if (this.#stopping || failure !== null || !control.active()) break;
       const offset = BigInt(message.offset);
       if (state.ledger.seen(offset)) continue; // delivered again after a rebalance: ours already
       const skipped = state.ledger.skip(offset);
@@ -216,8 +228,8 @@ export class Dispatcher {
       }
       if (state.ledger.room - starting.length - rejected.length <= 0) {
         // The commit metadata is as large as it may be: wait for tasks of this partition to end.
-        await flush();
-        if (!(await this.#until(control, () => state.ledger.room > 0))) break;
+        flush();
+        if (!(await this.#until(control, () => failure !== null || state.ledger.room > 0))) break;
       }
       let task: DecodedTask;
       let delay = 0;
@@ -255,20 +267,26 @@ export class Dispatcher {
       let admitted: Slot | Held = keyBusy || delay > 0 ? { reason: "cap" } : this.#admit(job);
       if (!keyBusy && delay === 0 && "reason" in admitted && admitted.reason === "cap") {
         job.waitedFor = "cap";
-        await flush();
+        flush();
         this.#capWaits++;
         const got = await this.#until(control, () => {
+          if (failure !== null) return true;
           admitted = this.#admit(job);
           return !("reason" in admitted && admitted.reason === "cap");
         }).finally(() => this.#capWaits--);
-        if (!got) break;
+        if (!got || failure !== null) break;
       }
       if (keyBusy || delay > 0 || "reason" in admitted) {
         // It waits without a slot (for its key, its time or a limit); the batch goes on.
         let waitedForRoom = false;
         if (this.#waiting >= this.#maxWaiting) {
-          await flush();
-          if (!(await this.#until(control, () => this.#waiting < this.#maxWaiting))) break;
+          flush();
+          if (
+            !(await this.#until(
+              control,
+              () => failure !== null || this.#waiting < this.#maxWaiting,
+            ))
+          ) break;
           waitedForRoom = true;
         }
         state.ledger.add(offset, policy.atMostOnce);
@@ -298,7 +316,9 @@ export class Dispatcher {
       starting.push(job);
       last = message.offset;
     }
-    await flush();
+    flush();
+    await launched;
+    if (failure !== null) throw failure;
   }
 
   /**
@@ -413,7 +433,11 @@ export class Dispatcher {
   /** Commits are chained per partition; each takes the latest state, so they coalesce. */
   #commit(tp: TopicPartition, state: PartitionState, strict: boolean): Promise<void> {
     const next = state.commits.catch(() => {}).then(async () => {
-      if (this.#partitions.get(tp) !== state) return; // revoked meanwhile
+      if (this.#partitions.get(tp) !== state) {
+        // Revoked (or read again) meanwhile: tasks waiting for this commit must not start.
+        if (strict) throw new PartitionGoneError(tp);
+        return;
+      }
       const commit = state.ledger.pendingCommit();
       if (!commit) return;
       if (commit.dropped !== state.dropped && commit.dropped > 0) {

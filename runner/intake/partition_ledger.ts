@@ -139,6 +139,8 @@ const FIXED_BYTES = 17;
 export class PartitionLedger {
   /** Tracked offsets in ascending order (Kafka hands them out in order). */
   readonly #entries = new Map<bigint, Entry>();
+  /** Tasks adopted from an earlier state of this partition (see {@link adopt}): a few. */
+  readonly #adopted = new Map<bigint, Entry>();
   /** Offsets the previous owner settled, not fetched here yet, ascending. */
   readonly #inherited: Map<bigint, "started" | "finished">;
   /** Inherited at-most-once starts below the committed offset: they will not be fetched. */
@@ -208,7 +210,7 @@ export class PartitionLedger {
 
   /** Mark an offset started (an at-most-once one must not run again from here on). */
   started(offset: bigint): void {
-    const entry = this.#entries.get(offset);
+    const entry = this.#entries.get(offset) ?? this.#adopted.get(offset);
     if (!entry || entry.state !== "waiting") return;
     entry.state = "started";
     this.#active++;
@@ -217,7 +219,7 @@ export class PartitionLedger {
 
   /** Mark an offset final (its outcome is logged, or it was rejected). */
   final(offset: bigint): void {
-    const entry = this.#entries.get(offset);
+    const entry = this.#entries.get(offset) ?? this.#adopted.get(offset);
     if (!entry || entry.state === "final") return;
     if (entry.state === "waiting") this.#active++;
     entry.state = "final";
@@ -229,7 +231,7 @@ export class PartitionLedger {
    * rebalance or a restart of the consumer); then it counts as fetched again.
    */
   seen(offset: bigint): boolean {
-    const seen = this.#entries.has(offset) ||
+    const seen = this.#entries.has(offset) || this.#adopted.has(offset) ||
       (this.#watermark !== null && offset < this.#watermark);
     if (seen && offset + 1n > (this.#next ?? this.#watermark ?? -1n)) {
       this.#next = offset + 1n;
@@ -248,7 +250,7 @@ export class PartitionLedger {
     const lost = this.#lostBelow.indexOf(offset);
     if (lost >= 0) this.#lostBelow.splice(lost, 1);
     this.#inherited.delete(offset);
-    this.#entries.set(offset, { state: "started", atMostOnce, inherited: false });
+    this.#adopted.set(offset, { state: "started", atMostOnce, inherited: false });
     this.#active++;
     this.#advance();
   }
@@ -264,17 +266,25 @@ export class PartitionLedger {
   #advance(): void {
     let watermark = this.#next ?? this.#watermark;
     if (watermark === null) return;
-    // Adopted entries may sit out of order in the map, so look at all of them (at most
-    // MAX_ACTIVE are started or final; waiting ones are bounded by MAX_WAITING).
+    // Entries are ascending: drop the final ones up to the first that must run again (started
+    // at-most-once ones are passed over and kept until they end). Cost: the entries before it.
     for (const [offset, entry] of this.#entries) {
-      const blocking = entry.state === "waiting" ||
-        (entry.state === "started" && !entry.atMostOnce);
-      if (blocking && offset < watermark) watermark = offset;
-    }
-    for (const [offset, entry] of this.#entries) {
-      if (entry.state === "final" && offset < watermark) {
+      if (isBlocking(entry)) {
+        watermark = offset;
+        break;
+      }
+      if (entry.state === "final") {
         this.#entries.delete(offset);
         if (!entry.inherited) this.#active--;
+      }
+    }
+    for (const [offset, entry] of this.#adopted) {
+      if (isBlocking(entry) && offset < watermark) watermark = offset;
+    }
+    for (const [offset, entry] of this.#adopted) {
+      if (entry.state === "final" && offset < watermark) {
+        this.#adopted.delete(offset);
+        this.#active--;
       }
     }
     this.#watermark = watermark;
@@ -299,7 +309,7 @@ export class PartitionLedger {
     const f = new Runs(this.#watermark);
     // Own entries first: at most MAX_ACTIVE runs, within 2/3 of the limit by construction.
     const carried: Array<[bigint, "started" | "finished"]> = [];
-    for (const [offset, entry] of this.#entries) {
+    for (const [offset, entry] of [...this.#adopted, ...this.#entries]) {
       if (entry.inherited) carried.push([offset, "finished"]); // its skip was logged here
       else if (entry.state === "final") f.add(offset);
       else if (entry.state === "started" && entry.atMostOnce) s.add(offset);
@@ -327,4 +337,9 @@ export class PartitionLedger {
   committed(commit: LedgerCommit): void {
     this.#lastCommitted = `${commit.offset}|${commit.metadata}`;
   }
+}
+
+/** An entry that holds the committed offset below it: it must run (again) after a crash. */
+function isBlocking(entry: Entry): boolean {
+  return entry.state === "waiting" || (entry.state === "started" && !entry.atMostOnce);
 }

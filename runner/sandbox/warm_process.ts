@@ -83,6 +83,10 @@ export class WarmProcess {
   readonly #kill: KillEscalation;
   readonly #nonce: string;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Frames waiting for the write in flight (see `#write`). */
+  readonly #pending: Uint8Array[] = [];
+  #writing = false;
+  #closeInput = false;
   readonly #inFlight = new Map<number, InFlight>();
   readonly #fatal: string[] = [];
   /** Bytes of stderr lines that were no frame (stdout's budget is kept by pumpLines). */
@@ -185,9 +189,43 @@ export class WarmProcess {
     return this.exited;
   }
 
+  /**
+   * Frames go out in order, one write at a time: frames that arrive while a write is in flight
+   * leave together in the next one (under load, one pipe write for many tasks instead of one
+   * each; at light load a frame is written at once).
+   */
   #write(bytes: Uint8Array): void {
+    if (this.#writing) {
+      this.#pending.push(bytes);
+      return;
+    }
+    this.#writing = true;
     // A failed write means the process is gone; its exit status tells the tasks why.
-    this.#writer.write(bytes).catch(() => {});
+    this.#writer.write(bytes).then(() => this.#drain(), () => this.#drain());
+  }
+
+  #drain(): void {
+    this.#writing = false;
+    if (this.#pending.length === 0) {
+      if (this.#closeInput) this.#writer.close().catch(() => {});
+      return;
+    }
+    const frames = this.#pending.splice(0);
+    let length = 0;
+    for (const frame of frames) length += frame.length;
+    const bytes = new Uint8Array(length);
+    let at = 0;
+    for (const frame of frames) {
+      bytes.set(frame, at);
+      at += frame.length;
+    }
+    this.#write(bytes);
+  }
+
+  /** Close stdin once every frame written so far is out. */
+  #closeWriter(): void {
+    if (this.#writing) this.#closeInput = true;
+    else this.#writer.close().catch(() => {});
   }
 
   /** Stop the process for `cause`, which the other tasks in it fail with. */
@@ -200,7 +238,7 @@ export class WarmProcess {
   #endInput(): void {
     if (this.#inputEnded) return;
     this.#inputEnded = true;
-    this.#writer.close().catch(() => {});
+    this.#closeWriter();
     // The loader exits on end of input; if a stuck callback keeps it from reading, escalate.
     if (this.#killCause === null && !this.#gone) {
       const grace = this.#settings.spawn.killGraceMs;

@@ -57,6 +57,8 @@ function fixture(
   const discarded: string[] = [];
   const events: string[] = [];
   let failCommits = false;
+  /** While set, commits wait for it (a commit on its way). */
+  let holdCommits: Promise<void> | null = null;
   const running = new Map<string, Array<(result: ChildResult) => void>>();
   const cap = new ConcurrencyCap(options.capacity ?? 10);
   const dispatcher = new Dispatcher({
@@ -91,10 +93,10 @@ function fixture(
             ? last(commits)
             : options.committed ?? { offset: "-1", metadata: null },
         ),
-      commit: (_tp, commit) => {
-        if (failCommits) return Promise.reject(new Error("broker gone"));
+      commit: async (_tp, commit) => {
+        if (holdCommits) await holdCommits;
+        if (failCommits) throw new Error("broker gone");
         commits.push(commit);
-        return Promise.resolve();
       },
     },
     executor: {
@@ -129,6 +131,7 @@ function fixture(
   };
   return {
     unfailCommits: () => (failCommits = false),
+    holdCommits: (until: Promise<void>) => (holdCommits = until),
     dispatcher,
     cap,
     clock,
@@ -302,4 +305,46 @@ Deno.test("after a failed commit the state is read again and adopts the tasks st
   await f.end(1);
   await f.dispatcher.flushCommits();
   assertEquals(last(f.commits), { offset: "2", metadata: "" });
+});
+
+Deno.test("a partition revoked before its commit is sent: the tasks it was for never start", async () => {
+  const f = fixture();
+  const release = Promise.withResolvers<void>();
+  f.holdCommits(release.promise);
+  // 0's commit is on its way; 1's waits behind it (commits of a partition go one at a time).
+  const first = f.dispatcher.ingest(TP, [message(0)], control);
+  const second = f.dispatcher.ingest(TP, [message(1)], control).catch((e) => e);
+  await flushMicrotasks();
+  assertEquals(f.commitsAtPrepare.size, 2, "their processes were started early");
+  f.dispatcher.retain([]); // the rebalance takes the partition away
+  release.resolve();
+  await first; // 0's commit was taken by Kafka before the rebalance: it runs here, once
+  const error = await second;
+  assertEquals((error as Error)?.name, "PartitionGoneError");
+  assertEquals([...f.commitsAtStart.keys()], ["0"], "1 started without its commit");
+  assertEquals(f.discarded, ["1"]);
+});
+
+Deno.test("under a full cap, tasks start as slots free while one commit covers those behind it", async () => {
+  const f = fixture({}, { capacity: 2 });
+  const release = Promise.withResolvers<void>();
+  const ingest = f.dispatcher.ingest(TP, [
+    message(0),
+    message(1),
+    message(2),
+    message(3),
+    message(4),
+  ], control);
+  await flushMicrotasks();
+  f.holdCommits(release.promise); // the next commit is slow
+  await f.end(0); // 2 takes the slot; its commit is on its way
+  await f.end(1); // 3 takes the slot while 2's commit is still out
+  assertEquals(f.commitsAtPrepare.has("3"), true, "3 did not wait for 2's commit to be taken");
+  f.holdCommits(Promise.resolve());
+  release.resolve();
+  await flushMicrotasks();
+  assertEquals(f.commitsAtStart.get("2"), f.commitsAtStart.get("3"), "one commit covered both");
+  await f.end(2);
+  await ingest;
+  assertEquals(f.events.filter((e) => e.startsWith("start")).length, 5);
 });

@@ -1,0 +1,212 @@
+/**
+ * Function mode at its limit, side by side in one run (issue 16):
+ *
+ * 1. Kafka-free: WarmSandboxes serving no-op tasks at the runner's warm settings;
+ * 2. end to end: the runner (default configuration except `isolation: "function"`, default log
+ *    level, one outcome line per task) consuming pre-produced no-op tasks; runner CPU per task
+ *    (user+sys from /proc over the run / tasks);
+ * 3. the least any bridge must do: kafkajs `eachBatch` → one warm Deno process over a pipe,
+ *    no ledger, no logs, no commits (bench/reference_bridge.ts).
+ *
+ * `--profile DIR` runs the runner with `--cpu-prof` and prints its top 10 frames by self time.
+ *
+ * `deno run -A bench/function_mode.ts [--tasks 20000] [--concurrency 16] [--profile DIR]`
+ */
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { OPTIONS } from "../runner/config.ts";
+import { createKafka, createProducer } from "../runner/kafka/client.ts";
+import type { SandboxTask } from "../runner/sandbox/process_source.ts";
+import { WarmSandboxes } from "../runner/sandbox/warm_sandbox.ts";
+import { benchBrokers } from "./broker.ts";
+import { fmt } from "./stats.ts";
+import { functionsConfig, ROOT, runTaskArgs, unique } from "../tests/helpers/harness.ts";
+import { referenceBridge } from "./reference_bridge.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    tasks: { type: "string", default: "20000" },
+    concurrency: { type: "string", default: "16" },
+    profile: { type: "string" },
+  },
+});
+const TASKS = Number(values.tasks);
+const CONCURRENCY = Number(values.concurrency);
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
+const CAP = Number(OPTIONS.find((o) => o.env === "MAX_RUNNING")?.default ?? 100);
+
+/** User+sys CPU seconds of a process, from /proc. */
+function cpuSeconds(pid: number | "self"): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  return (fields[11] + fields[12]) / TICKS_PER_SECOND;
+}
+
+/** 1. WarmSandboxes without Kafka, `CAP` tasks in flight as the runner would keep. */
+async function kafkaFree(count: number): Promise<number> {
+  const warm = new WarmSandboxes({ concurrency: CONCURRENCY });
+  const task: SandboxTask = {
+    handler: "noop",
+    file: `${FUNCTIONS}noop.ts`,
+    task: { headers: {}, key: null, topic: "bench", partition: 0, offset: "0", timestamp: "" },
+    payload: new TextEncoder().encode("{}"),
+    timeoutMs: 30_000,
+    memoryMb: 128,
+  };
+  const run = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const result = await warm.spawn(task).done;
+      if (result.outcome !== "ok") throw new Error(`warm task failed: ${result.reason}`);
+    }
+  };
+  await run(CAP); // processes started, JIT warm
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CAP }, () => run(Math.ceil(count / CAP))));
+  const rate = (Math.ceil(count / CAP) * CAP) / ((performance.now() - started) / 1000);
+  await warm.close();
+  return rate;
+}
+
+async function produce(brokers: string, topic: string, count: number): Promise<void> {
+  const kafka = createKafka({ brokers: brokers.split(","), clientId: "bench" });
+  const admin = kafka.admin();
+  const producer = createProducer(kafka);
+  await Promise.all([admin.connect(), producer.connect()]);
+  await admin.createTopics({ topics: [{ topic, numPartitions: 4 }], waitForLeaders: true });
+  for (let i = 0; i < count; i += 1000) {
+    const n = Math.min(1000, count - i);
+    await producer.send({
+      topic,
+      messages: Array.from({ length: n }, () => ({ value: "{}", headers: { php_worker: "noop" } })),
+    });
+  }
+  await Promise.all([admin.disconnect(), producer.disconnect()]);
+}
+
+interface EndToEnd {
+  rate: number;
+  cpuMsPerTask: number;
+  rssMb: number;
+}
+
+/** 2. The runner, on `count` pre-produced tasks; its rate and CPU per task. */
+async function endToEnd(brokers: string, count: number, profileDir?: string): Promise<EndToEnd> {
+  const topic = unique("fnmode");
+  await produce(brokers, topic, count);
+  await using config = await functionsConfig({
+    noop: { isolation: "function", warm: { concurrency: CONCURRENCY } },
+  });
+  const args = runTaskArgs();
+  if (profileDir) args.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    env: {
+      KAFKA_BROKERS: brokers,
+      TASK_TOPIC: topic,
+      GROUP_ID: topic,
+      FUNCTIONS_DIR: FUNCTIONS,
+      FUNCTIONS_CONFIG: config.path,
+      LOG_FORMAT: "json",
+      METRICS_PORT: "0",
+    },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  // Count outcome lines without parsing the rest: the bench must not be the bottleneck.
+  let outcomes = 0;
+  let joinedAt = 0;
+  let cpuAtJoin = 0;
+  let doneAt = 0;
+  let cpuAtDone = 0;
+  const decoder = new TextDecoder();
+  let tail = "";
+  for await (const chunk of child.stdout) {
+    const text = tail + decoder.decode(chunk, { stream: true });
+    const lines = text.split("\n");
+    tail = lines.pop()!;
+    for (const line of lines) {
+      if (joinedAt === 0 && line.includes("Joined group")) {
+        joinedAt = performance.now();
+        cpuAtJoin = cpuSeconds(child.pid);
+      } else if (line.includes('"outcome":"ok"')) outcomes++;
+      else if (line.includes('"outcome":')) throw new Error(`a task did not end ok: ${line}`);
+    }
+    if (outcomes >= count) {
+      doneAt = performance.now();
+      cpuAtDone = cpuSeconds(child.pid);
+      break;
+    }
+  }
+  const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
+  const rssMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+  child.kill("SIGTERM");
+  await child.status;
+  return {
+    rate: count / ((doneAt - joinedAt) / 1000),
+    cpuMsPerTask: ((cpuAtDone - cpuAtJoin) * 1000) / count,
+    rssMb,
+  };
+}
+
+/** Top frames by self time in the newest .cpuprofile of `dir`. */
+function topFrames(dir: string, n = 10): string[] {
+  const files = [...Deno.readDirSync(dir)].filter((f) => f.name.endsWith(".cpuprofile"));
+  const newest =
+    files.map((f) => `${dir}/${f.name}`).sort((a, b) =>
+      Deno.statSync(b).mtime!.getTime() - Deno.statSync(a).mtime!.getTime()
+    )[0];
+  const profile = JSON.parse(Deno.readTextFileSync(newest)) as {
+    nodes: Array<
+      { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }
+    >;
+    samples: number[];
+  };
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const self = new Map<string, number>();
+  for (const id of profile.samples) {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    const where = url
+      ? `${
+        url.replace(/^.*\/(node_modules|npm|registry\.npmjs\.org)\//, "").replace(
+          `file://${ROOT}`,
+          "",
+        )
+      }:${lineNumber + 1}`
+      : "";
+    const key = `${functionName || "(anonymous)"} ${where}`.trim();
+    self.set(key, (self.get(key) ?? 0) + 1);
+  }
+  const total = profile.samples.length;
+  return [...self].sort((a, b) => b[1] - a[1]).slice(0, n).map(([frame, count]) =>
+    `${fmt((100 * count) / total).padStart(5)}%  ${frame}`
+  );
+}
+
+const brokers = await benchBrokers();
+console.log(
+  `function mode bench: deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ` +
+    `${TASKS} no-op tasks, warm.concurrency ${CONCURRENCY}, cap ${CAP}, broker ${brokers}`,
+);
+const free = await kafkaFree(TASKS);
+const e2e = await endToEnd(brokers, TASKS, values.profile);
+const reference = await referenceBridge({
+  brokers,
+  count: TASKS,
+  file: `${FUNCTIONS}noop.ts`,
+  produce: (topic, count) => produce(brokers, topic, count),
+});
+const row = (label: string, value: string) => console.log(`${label.padEnd(58)} ${value}`);
+row("Kafka-free warm rate (WarmSandboxes, same settings)", `${fmt(free)} tasks/s`);
+row("end to end, the runner (function mode, log level info)", `${fmt(e2e.rate)} tasks/s`);
+row("ratio end to end / Kafka-free (target >= 0.7)", fmt(e2e.rate / free, 2));
+row("runner CPU per task (user+sys / tasks)", `${fmt(e2e.cpuMsPerTask, 3)} ms`);
+row("runner peak RSS", `${fmt(e2e.rssMb)} MB`);
+row("reference bridge (eachBatch → one warm process, no ledger)", `${fmt(reference)} tasks/s`);
+row("ratio runner / reference bridge", fmt(e2e.rate / reference, 2));
+if (values.profile) {
+  console.log(`\ntop 10 frames of the runner by self time (${values.profile}):`);
+  for (const line of topFrames(values.profile)) console.log(`  ${line}`);
+}
