@@ -72,9 +72,11 @@ export class TaskReporter implements Reporter {
       }
     }
     if (result.outcome !== "ok") {
+      if (result.error) extra.error = result.error;
       extra.deadLetter = await this.#deadLetter(origin, {
         outcome: result.outcome,
         error: result.reason,
+        stack: result.error?.stack,
         exitCode: result.code,
         signal: result.signal,
         attempts: job.attempt,
@@ -102,7 +104,7 @@ export class TaskReporter implements Reporter {
   /** An attempt that failed and will be retried (after `delayMs`, or by the next run). */
   retrying(job: Job, result: ChildResult, delayMs: number | null): void {
     this.#log.info(
-      "Attempt {attempt} of {attempts} {attemptOutcome}: {reason}; " +
+      "Attempt {attempt} of {attempts} {attemptOutcome}: {handler} {topic}/{partition}@{offset}, " +
         (delayMs === null ? "left for the next run" : "retrying in {delayMs} ms"),
       {
         ...contextOf(job),
@@ -166,10 +168,10 @@ export class TaskReporter implements Reporter {
   ): void {
     this.#observer?.taskEnded(context.handler, outcome, durationMs);
     const props = { outcome, ...context, durationMs: Math.round(durationMs), reason, ...extra };
-    const message =
-      "Task {outcome}: {handler} {topic}/{partition}@{offset} in {durationMs} ms: {reason}";
+    const message = "task {outcome}: {handler} {topic}/{partition}@{offset} in {durationMs} ms";
     if (outcome === "ok") this.#log.info(message, props);
-    else this.#log.warn(message, props);
+    // Why, in the sentence too: it is what a person reading a failure looks for first.
+    else this.#log.warn(`${message}: {reason}`, props);
   }
 
   /** Dead-letter a message if a topic is set; returns the topic, or null. Never throws. */
