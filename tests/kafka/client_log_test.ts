@@ -34,7 +34,10 @@ Deno.test("a coordinator that is loading is a warning without a stack", async ()
 Deno.test("a failure that stops work stays an error with its stack", async () => {
   const records = await captured(() => {
     const log = createKafka({ brokers: ["127.0.0.1:1"] }).logger().namespace("Consumer");
-    log.error("Crash: KafkaJSNonRetriableError", { error: "Topic authorization failed", stack: "s" });
+    log.error("Crash: KafkaJSNonRetriableError", {
+      error: "Topic authorization failed",
+      stack: "s",
+    });
   });
   assertEquals(records.map((r) => [r.level, r.properties.stack]), [["error", "s"]]);
 });

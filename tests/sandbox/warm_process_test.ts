@@ -53,7 +53,11 @@ Deno.test("stop() ends its task and, as collateral, the others in the process", 
 Deno.test("a throwing handler fails its own task only; the process lives on", async () => {
   await withWarm({}, async (warm) => {
     const a = await run(warm, "throws");
-    assertEquals([a.outcome, a.reason, a.code], ["failed", "handler threw Error: boom from throws.ts", 1]);
+    assertEquals([a.outcome, a.reason, a.code], [
+      "failed",
+      "handler threw Error: boom from throws.ts",
+      1,
+    ]);
     assertMatch(a.stderr.join("\n"), /boom from throws\.ts/);
     const b = await run(warm, "throws");
     assertEquals(b.pid, a.pid);
