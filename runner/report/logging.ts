@@ -19,6 +19,11 @@ export interface LoggingOptions {
   level?: "debug" | "info" | "warning" | "error";
   /** `json`, `pretty` or `auto` (pretty when stdout is a terminal). @default "auto" */
   format?: "json" | "pretty" | "auto";
+  /**
+   * Also told of every record written (the console keeps tasks' output lines from it). It
+   * sees what the level lets through. @default none
+   */
+  tap?: (record: LogRecord) => void;
 }
 
 /** Root category of every logger of the runner. */
@@ -152,9 +157,14 @@ export async function setUpLogging(options: LoggingOptions = {}): Promise<() => 
         // systemd sets JOURNAL_STREAM when stdout goes to the journal.
         Deno.env.get("JOURNAL_STREAM") !== undefined,
       ),
+      tap: options.tap ?? (() => {}),
     },
     loggers: [
-      { category: [ROOT], lowestLevel: options.level ?? "info", sinks: ["out"] },
+      {
+        category: [ROOT],
+        lowestLevel: options.level ?? "info",
+        sinks: options.tap ? ["out", "tap"] : ["out"],
+      },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["out"] },
     ],
   });

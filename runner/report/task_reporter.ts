@@ -8,6 +8,8 @@ import type { TopicPartition } from "../intake/topic_partition.ts";
 import { logger } from "./logging.ts";
 import type { DeadLetterReason, Origin, Publisher } from "./publisher.ts";
 import type { ChildResult } from "../sandbox/process_source.ts";
+import type { ThrownError } from "../sandbox/child/protocol.ts";
+import type { TaskBoard } from "./task_board.ts";
 
 /** Final outcome of a task, as logged. */
 export type Outcome = "ok" | "failed" | "timeout" | "rejected";
@@ -34,22 +36,30 @@ export const contextOf = (job: Job): TaskContext => ({
   offset: job.message.offset,
 });
 
+/** Options of a {@link TaskReporter}. */
+export interface TaskReporterOptions {
+  /** The header naming the handler (for rejected messages). */
+  handlerHeader: string;
+  /** Told of each outcome (metrics). @default none */
+  observer?: TaskObserver;
+  /** Keeps the recent outcomes for the console. @default none */
+  board?: TaskBoard;
+}
+
 /** Reports task endings. */
 export class TaskReporter implements Reporter {
   readonly #publisher: Publisher;
   readonly #handlerHeader: string;
   readonly #observer: TaskObserver | undefined;
+  readonly #board: TaskBoard | undefined;
   readonly #log = logger("task");
 
-  /**
-   * @param publisher produces results and dead letters.
-   * @param handlerHeader the header naming the handler (for rejected messages).
-   * @param observer told of each outcome (metrics). @default none
-   */
-  constructor(publisher: Publisher, handlerHeader: string, observer?: TaskObserver) {
+  /** @param publisher produces results and dead letters. */
+  constructor(publisher: Publisher, options: TaskReporterOptions) {
     this.#publisher = publisher;
-    this.#handlerHeader = handlerHeader;
-    this.#observer = observer;
+    this.#handlerHeader = options.handlerHeader;
+    this.#observer = options.observer;
+    this.#board = options.board;
   }
 
   /** A job's final outcome: publish its result or dead letter, then log it. Never throws. */
@@ -167,6 +177,14 @@ export class TaskReporter implements Reporter {
     extra: Record<string, unknown> = {},
   ): void {
     this.#observer?.taskEnded(context.handler, outcome, durationMs);
+    this.#board?.ended({
+      outcome,
+      ...context,
+      durationMs: Math.round(durationMs),
+      reason,
+      attempts: typeof extra.attempts === "number" ? extra.attempts : 0,
+      error: (extra.error as ThrownError | undefined) ?? null,
+    });
     const props = { outcome, ...context, durationMs: Math.round(durationMs), reason, ...extra };
     const message = "task {outcome}: {handler} {topic}/{partition}@{offset} in {durationMs} ms";
     if (outcome === "ok") this.#log.info(message, props);

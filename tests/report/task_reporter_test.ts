@@ -47,9 +47,12 @@ function reporter(options: { failResults?: boolean } = {}) {
       return Promise.resolve();
     },
   } as unknown as Publisher;
-  const r = new TaskReporter(publisher, "php_worker", {
-    taskEnded: (handler, outcome) => outcomes.push([handler, outcome]),
-    spawnFailed: () => {},
+  const r = new TaskReporter(publisher, {
+    handlerHeader: "php_worker",
+    observer: {
+      taskEnded: (handler, outcome) => outcomes.push([handler, outcome]),
+      spawnFailed: () => {},
+    },
   });
   return { r, published, outcomes };
 }
