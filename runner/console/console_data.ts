@@ -81,7 +81,7 @@ export class ConsoleData {
   /** Replay one dead letter to the task topic (`dryRun`: only say what would be replayed). */
   async replay(partition: number, offset: number, dryRun: boolean): Promise<ReplayReport> {
     const { deadLetterTopic } = this.#o;
-    if (!deadLetterTopic) throw new TypeError("dead letters are off (DEAD_LETTER_TOPIC is empty)");
+    if (!deadLetterTopic) throw new TypeError("dead letters are off (DLQ_TOPIC is empty)");
     return await replay(this.#o.kafka, {
       fromTopic: deadLetterTopic,
       toTopic: this.#o.topic,

@@ -114,7 +114,7 @@ export class ConsoleServer {
       }
       case "dead-letters": {
         const report = await data.deadLetters();
-        return json(report ?? { error: "dead letters are off (DEAD_LETTER_TOPIC is empty)" });
+        return json(report ?? { error: "dead letters are off (DLQ_TOPIC is empty)" });
       }
       case "functions":
         return json(await data.functions(state.board.recent()));

@@ -15,7 +15,7 @@ function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs ?? {})) {
     if (name === "onclick") node.addEventListener("click", value);
-    else if (name === "style") node.setAttribute("style", value);
+    else if (name === "style") node.style.cssText = value; // CSSOM: allowed by the CSP, unlike a style attribute
     else if (value !== false && value !== undefined) node.setAttribute(name, String(value));
   }
   for (const child of children.flat()) {
@@ -98,6 +98,27 @@ function renderChart(buckets, now) {
       ),
     );
   }));
+  const perFunction = new Map();
+  for (const bucket of buckets) {
+    for (const [handler, counts] of Object.entries(bucket.counts)) {
+      const sum = perFunction.get(handler) ?? { ok: 0, failed: 0, timeout: 0, rejected: 0 };
+      for (const [outcome, n] of Object.entries(counts)) sum[outcome] += n;
+      perFunction.set(handler, sum);
+    }
+  }
+  fill(
+    $("by-function").tBodies[0],
+    [...perFunction.entries()].sort(([a], [b]) => a < b ? -1 : 1).map(([handler, c]) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, handler),
+        ...["ok", "failed", "timeout", "rejected"].map((o) =>
+          el("td", { class: c[o] ? `outcome-${o}` : "muted" }, c[o])
+        ),
+      )
+    ),
+  );
   $("legend").replaceChildren(
     ...Object.entries(OUTCOME_COLOURS).map(([o, colour]) =>
       el("span", {}, el("span", { class: "swatch", style: `background:${colour}` }), o)
@@ -204,7 +225,9 @@ async function loadRecent() {
 function showDetail(r) {
   const detail = $("detail");
   detail.hidden = false;
-  detail.replaceChildren(
+  detail.replaceChildren(el(
+    "div",
+    {},
     el("h2", {}, `${r.handler ?? "-"} ${position(r)}`),
     el(
       "p",
@@ -225,7 +248,7 @@ function showDetail(r) {
     r.output.length === 0
       ? el("p", { class: "muted" }, "no output")
       : el("pre", { class: "output" }, r.output.map((o) => `${o.stream}: ${o.line}`).join("\n")),
-  );
+  ));
 }
 
 async function loadDeadLetters() {
@@ -279,7 +302,9 @@ async function loadDeadLetters() {
 function showDeadLetter(m) {
   const detail = $("dlq-detail");
   detail.hidden = false;
-  detail.replaceChildren(
+  detail.replaceChildren(el(
+    "div",
+    {},
     el("h2", {}, `${m.partition}@${m.offset} ${m.handler ?? "-"}`),
     el("h3", {}, "Error"),
     el("p", { class: "error-text" }, m.deadLetter?.error ?? "-"),
@@ -288,7 +313,7 @@ function showDeadLetter(m) {
     el("pre", {}, Object.entries(m.headers).map(([k, v]) => `${k}: ${v}`).join("\n")),
     el("h3", {}, `Payload (${m.payloadBytes} bytes)`),
     el("pre", {}, m.preview ?? "(none)"),
-  );
+  ));
 }
 
 function selectedDeadLetters() {
