@@ -14,7 +14,7 @@ import { HealthServer } from "./runner/report/health_server.ts";
 import { RunnerMetrics } from "./runner/report/metrics.ts";
 import { Runner } from "./runner/runner.ts";
 import { positionOf, TaskBoard } from "./runner/report/task_board.ts";
-import { ConsoleAccess, loadConsoleToken } from "./runner/console/console_access.ts";
+import { ConsoleAccess, isLoopback, loadConsoleToken } from "./runner/console/console_access.ts";
 import { ConsoleData } from "./runner/console/console_data.ts";
 import { ConsoleServer } from "./runner/console/console_server.ts";
 import { checkCanLowerPriority } from "./runner/sandbox/permissions.ts";
@@ -100,6 +100,7 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
   const consoleServer = config.metricsPort === 0 ? null : new ConsoleServer({
     state: runner,
     access: new ConsoleAccess({ token: consoleToken }),
+    loopbackOnly: isLoopback(config.metricsHost),
     data: new ConsoleData({ ...config, kafka, admin, functions }),
   });
   await consoleServer?.load();

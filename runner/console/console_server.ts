@@ -7,7 +7,7 @@
  * @module
  */
 import type { RunnerState } from "../report/task_board.ts";
-import type { ConsoleAccess } from "./console_access.ts";
+import { type ConsoleAccess, isLoopback } from "./console_access.ts";
 import type { ConsoleData } from "./console_data.ts";
 import type { Outcome } from "../report/task_reporter.ts";
 
@@ -18,6 +18,12 @@ export interface ConsoleServerOptions {
   access: ConsoleAccess;
   /** Interval of the overview figures on the event stream. @default 2000 */
   tickMs?: number;
+  /**
+   * Answer only requests whose `Host` is a loopback name or address (set when the listener
+   * binds loopback): a page of another site that rebinds its own name to 127.0.0.1 (DNS
+   * rebinding) is refused, so it cannot read payloads. @default false
+   */
+  loopbackOnly?: boolean;
 }
 
 const STATIC: Record<string, { file: string; type: string }> = {
@@ -68,6 +74,12 @@ export class ConsoleServer {
   handle(request: Request): Promise<Response> | null {
     const url = new URL(request.url);
     const asset = STATIC[url.pathname];
+    if (!asset && !url.pathname.startsWith("/api/")) return null;
+    if (this.#o.loopbackOnly && !isLoopback(hostOf(request.headers.get("host") ?? ""))) {
+      return Promise.resolve(
+        text(421, "the console answers only at 127.0.0.1 or localhost (this Host is another name)"),
+      );
+    }
     if (asset) {
       if (request.method !== "GET") return Promise.resolve(text(405, "GET only"));
       return Promise.resolve(
@@ -76,7 +88,6 @@ export class ConsoleServer {
         }),
       );
     }
-    if (!url.pathname.startsWith("/api/")) return null;
     return this.#api(request, url).catch((error) =>
       json({ error: `the console could not answer: ${(error as Error).message}` }, 502)
     );
@@ -213,6 +224,12 @@ export class ConsoleServer {
     }
     return json(await this.#o.data.replay(partition as number, offset as number, dryRun));
   }
+}
+
+/** The host name of a `Host` header, without its port (`[::1]:80` → `[::1]`). */
+function hostOf(header: string): string {
+  const end = header.startsWith("[") ? header.indexOf("]") + 1 : header.lastIndexOf(":");
+  return end > 0 ? header.slice(0, end) : header;
 }
 
 function json(value: unknown, status = 200): Response {

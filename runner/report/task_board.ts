@@ -65,9 +65,14 @@ export interface RunnerState {
   readonly board: TaskBoard;
 }
 
-/** Output lines kept per task, and their longest length (UTF-16 units). */
+/**
+ * Output kept per task: its last lines, at most this many, and at most
+ * {@link MAX_KEPT_OUTPUT_CHARS} UTF-16 units together (a long line is cut to that), so that a
+ * full ring of outcomes holds a few MiB at worst.
+ */
 export const MAX_KEPT_LINES = 20;
-const MAX_KEPT_LINE_CHARS = 2000;
+/** See {@link MAX_KEPT_LINES}. */
+export const MAX_KEPT_OUTPUT_CHARS = 2000;
 /** Tasks whose attempt ended and whose outcome is not known yet, kept with their output. */
 const MAX_STOPPED = 1000;
 /** Bucket width and how many are kept (ten minutes). */
@@ -84,7 +89,10 @@ export interface TaskBoardOptions {
 
 /** What the Runner records as tasks start, print and end. */
 export class TaskBoard {
-  readonly #running = new Map<string, RunningTask & { output: RecentOutcome["output"] }>();
+  readonly #running = new Map<
+    string,
+    RunningTask & { output: RecentOutcome["output"]; chars: number }
+  >();
   readonly #recent: Array<RecentOutcome | undefined>;
   #next = 0;
   #ids = 0;
@@ -104,7 +112,7 @@ export class TaskBoard {
 
   /** A task was handed to the executor. */
   started(task: Omit<RunningTask, "id" | "startedAt">): void {
-    const entry = { ...task, id: ++this.#ids, startedAt: this.#now(), output: [] };
+    const entry = { ...task, id: ++this.#ids, startedAt: this.#now(), output: [], chars: 0 };
     this.#running.set(positionOf(task), entry);
     if (this.#subscribers.size > 0) this.#tell({ kind: "started", task: publicTask(entry) });
   }
@@ -113,11 +121,14 @@ export class TaskBoard {
   output(position: string, stream: "stdout" | "stderr", line: string): void {
     const entry = this.#running.get(position);
     if (!entry) return;
-    if (entry.output.length === MAX_KEPT_LINES) entry.output.shift();
-    entry.output.push({
-      stream,
-      line: line.length > MAX_KEPT_LINE_CHARS ? line.slice(0, MAX_KEPT_LINE_CHARS) + "…" : line,
-    });
+    const kept = line.length > MAX_KEPT_OUTPUT_CHARS
+      ? line.slice(0, MAX_KEPT_OUTPUT_CHARS) + "…"
+      : line;
+    entry.output.push({ stream, line: kept });
+    entry.chars += kept.length;
+    while (entry.output.length > MAX_KEPT_LINES || entry.chars > MAX_KEPT_OUTPUT_CHARS + 1) {
+      entry.chars -= entry.output.shift()!.line.length;
+    }
   }
 
   /**
@@ -205,7 +216,7 @@ export class TaskBoard {
 export const positionOf = (t: { topic: string; partition: number; offset: string }) =>
   `${t.topic}/${t.partition}@${t.offset}`;
 
-function publicTask(entry: RunningTask & { output?: unknown }): RunningTask {
-  const { output: _output, ...task } = entry;
+function publicTask(entry: RunningTask & { output?: unknown; chars?: number }): RunningTask {
+  const { output: _output, chars: _chars, ...task } = entry;
   return task;
 }

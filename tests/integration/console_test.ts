@@ -209,6 +209,17 @@ Deno.test("the console shows running tasks, outcomes and dead letters, and repla
     assertEquals(dialogs.length, 1, "the replay asked for confirmation once");
     assertEquals(pageErrors, []);
 
+    // A page of another name rebound to 127.0.0.1 (DNS rebinding) reads nothing.
+    // (fetch() would not send another Host: a raw request.)
+    const connection = await Deno.connect({ hostname: "127.0.0.1", port });
+    await connection.write(
+      new TextEncoder().encode(
+        `GET /api/recent HTTP/1.1\r\nHost: evil.example:${port}\r\nConnection: close\r\n\r\n`,
+      ),
+    );
+    const answer = await new Response(connection.readable).text();
+    assertMatch(answer, /^HTTP\/1\.1 421 /);
+
     // An action without the CSRF token is refused, whatever the console token.
     const forged = await fetch(`${base}/api/replay`, {
       method: "POST",

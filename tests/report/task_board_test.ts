@@ -65,3 +65,15 @@ Deno.test("subscribers hear starts and ends; buckets count outcomes by handler",
   assertEquals(events.map((e) => e.kind), ["started", "stopped", "ended"]);
   assertEquals(board.buckets(), [{ at: 120_000, counts: { h: { failed: 2 } } }]);
 });
+
+Deno.test("kept output is bounded in characters too: the newest lines stay", () => {
+  const board = new TaskBoard();
+  board.started(task("1"));
+  board.output("t/0@1", "stdout", "x".repeat(5000));
+  board.output("t/0@1", "stdout", "y".repeat(1500));
+  board.output("t/0@1", "stdout", "z".repeat(400));
+  board.stopped("t/0@1");
+  board.ended(outcome("1"));
+  const lines = board.recent()[0].output.map((o) => o.line);
+  assertEquals(lines, ["y".repeat(1500), "z".repeat(400)]);
+});
