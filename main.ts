@@ -14,6 +14,10 @@ import { logger, setUpLogging } from "./runner/report/logging.ts";
 import { HealthServer } from "./runner/report/health_server.ts";
 import { RunnerMetrics } from "./runner/report/metrics.ts";
 import { Runner } from "./runner/runner.ts";
+import { positionOf, TaskBoard } from "./runner/report/task_board.ts";
+import { ConsoleAccess, isLoopback, loadConsoleToken } from "./runner/console/console_access.ts";
+import { ConsoleData } from "./runner/console/console_data.ts";
+import { ConsoleServer } from "./runner/console/console_server.ts";
 import { checkCanLowerPriority } from "./runner/sandbox/permissions.ts";
 
 const USAGE = `task-runner: run Deno functions triggered by Kafka messages
@@ -56,7 +60,21 @@ function parse(args: string[]) {
 async function run(flags: Record<string, string | undefined>): Promise<number> {
   const config = resolveConfig(flags, Deno.env.toObject());
   checkCanLowerPriority(config.taskNice);
-  await setUpLogging({ level: config.logLevel, format: config.logFormat });
+  const consoleToken = config.metricsPort === 0
+    ? null
+    : await loadConsoleToken(config.metricsHost, config.consoleTokenFile);
+  const board = new TaskBoard();
+  await setUpLogging({
+    level: config.logLevel,
+    format: config.logFormat,
+    // Output lines of running tasks, for the console's task detail (a map lookup per line).
+    tap: config.metricsPort === 0 ? undefined : (record) => {
+      const { line, stream } = record.properties;
+      if (typeof line === "string" && (stream === "stdout" || stream === "stderr")) {
+        board.output(positionOf(record.properties as never), stream, line);
+      }
+    },
+  });
   const log = logger("main");
   let brokers = config.brokers;
   if (brokers === null) {
@@ -83,12 +101,21 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
   const kafka = createKafka({ brokers, security: config });
   const admin = kafka.admin();
   const metrics = new RunnerMetrics({ topic: config.topic, groupId: config.groupId, admin });
-  const runner = new Runner({ kafka, settings: config, functions, observer: metrics });
+  const runner = new Runner({ kafka, settings: config, functions, observer: metrics, board });
   metrics.watch(runner);
+  const consoleServer = config.metricsPort === 0 ? null : new ConsoleServer({
+    state: runner,
+    access: new ConsoleAccess({ token: consoleToken }),
+    loopbackOnly: isLoopback(config.metricsHost),
+    data: new ConsoleData({ ...config, kafka, admin, functions }),
+  });
+  await consoleServer?.load();
   const health = config.metricsPort === 0 ? null : new HealthServer({
     port: config.metricsPort,
+    hostname: config.metricsHost,
     metrics,
     ready: () => runner.readiness(),
+    routes: consoleServer ?? undefined,
   });
 
   const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
@@ -109,8 +136,14 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
 
   if (health) {
     await health.start();
-    log.info("Metrics on http://127.0.0.1:{port}/metrics, health on /healthz and /readyz", {
+    const origin = `http://${
+      config.metricsHost.includes(":") ? `[${config.metricsHost}]` : config.metricsHost
+    }:${health.port}`;
+    log.info("Metrics on {origin}/metrics, health on /healthz and /readyz, console on {url}", {
       port: health.port,
+      origin,
+      url: `${origin}/`,
+      consoleActions: consoleToken !== null,
     });
   }
   try {
@@ -124,6 +157,7 @@ async function run(flags: Record<string, string | undefined>): Promise<number> {
   }
   const fatal = await Promise.race([stopRequested.then(() => null), runner.fatal]);
   await runner.stop();
+  consoleServer?.close();
   await health?.stop();
   await admin.disconnect();
   if (fatal) {

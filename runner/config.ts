@@ -56,8 +56,18 @@ export interface RunnerConfig {
   topicPartitions: number;
   /** Port of the embedded local broker (used only when `brokers` is null). @default 9092 */
   localBrokerPort: number;
-  /** Port of `/metrics`, `/healthz`, `/readyz` on 127.0.0.1; 0 turns them off. @default 9464 */
+  /** Port of `/metrics`, `/healthz`, `/readyz` and the console; 0 turns them off. @default 9464 */
   metricsPort: number;
+  /**
+   * Address the metrics listener (and the console) binds to. Anything but a loopback address
+   * needs `consoleTokenFile`. @default "127.0.0.1"
+   */
+  metricsHost: string;
+  /**
+   * File holding the console token (`CONSOLE_TOKEN`) that console actions (replay) need; empty:
+   * the console is read-only. @default ""
+   */
+  consoleTokenFile: string | null;
   /** Lowest log level written. @default "info" */
   logLevel: "debug" | "info" | "warning" | "error";
   /** `json` lines, `pretty` text, or `auto` (pretty on a TTY, JSON otherwise). @default "auto" */
@@ -348,7 +358,23 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "METRICS_PORT",
     default: "9464",
     parse: integer(0, 65_535),
-    doc: "Port of /metrics, /healthz and /readyz on 127.0.0.1; 0 turns them off.",
+    doc: "Port of /metrics, /healthz, /readyz and the console (/); 0 turns them off.",
+  },
+  {
+    key: "metricsHost",
+    flag: "metrics-host",
+    env: "METRICS_HOST",
+    default: "127.0.0.1",
+    parse: text(/^[\w.:\-\[\]]{1,253}$/, "a host name or IP address"),
+    doc: "Address of the metrics listener and console; non-loopback needs CONSOLE_TOKEN_FILE.",
+  },
+  {
+    key: "consoleTokenFile",
+    flag: "console-token-file",
+    env: "CONSOLE_TOKEN_FILE",
+    default: "",
+    parse: (raw) => raw.trim() === "" ? null : resolve(raw.trim()),
+    doc: "File holding the console token that actions (replay) need; empty: read-only console.",
   },
   {
     key: "logLevel",

@@ -9,12 +9,14 @@ import type { RunnerConfig } from "./config.ts";
 import { ConcurrencyCap } from "./dispatch/concurrency_cap.ts";
 import { Dispatcher, type WaitObserver } from "./dispatch/dispatcher.ts";
 import type { WaitReason } from "./dispatch/flow_control.ts";
+import type { Executor } from "./dispatch/job.ts";
 import type { FunctionConfigTable } from "./function_config.ts";
 import { TaskConsumer } from "./intake/consumer.ts";
 import { TaskDecoder } from "./intake/task_decoder.ts";
 import { createProducer, ensureTopic } from "./kafka/client.ts";
 import { logger } from "./report/logging.ts";
 import { Publisher } from "./report/publisher.ts";
+import { positionOf, type RunnerState, TaskBoard } from "./report/task_board.ts";
 import { type TaskObserver, TaskReporter } from "./report/task_reporter.ts";
 import { TaskExecutor } from "./sandbox/executor.ts";
 
@@ -23,7 +25,13 @@ export type { Outcome, TaskObserver } from "./report/task_reporter.ts";
 /** The part of the configuration a runner uses. */
 export type RunnerSettings = Omit<
   RunnerConfig,
-  "brokers" | "localBrokerPort" | "logLevel" | "logFormat" | "metricsPort"
+  | "brokers"
+  | "localBrokerPort"
+  | "logLevel"
+  | "logFormat"
+  | "metricsPort"
+  | "metricsHost"
+  | "consoleTokenFile"
 >;
 
 /** Options of a {@link Runner}. */
@@ -36,10 +44,41 @@ export interface RunnerOptions {
   functions?: FunctionConfigTable;
   /** Told of outcomes and spawn failures (and, if it listens, of the time tasks waited). @default none */
   observer?: TaskObserver & Partial<WaitObserver>;
+  /** Where running tasks and recent outcomes are kept for the console. @default a new one */
+  board?: TaskBoard;
 }
 
-/** A long-running task runner. */
-export class Runner {
+/** Wrap `executor` so that the board knows which tasks run (a map insert and delete each). */
+function onBoard(
+  executor: Executor,
+  board: TaskBoard,
+  timeoutOf: (handler: string) => number,
+): Executor {
+  return {
+    prepare: (job) => executor.prepare(job),
+    discard: (job) => executor.discard(job),
+    execute: async (job) => {
+      const key = job.message.key;
+      board.started({
+        handler: job.task.handler,
+        topic: job.topic,
+        partition: job.partition,
+        offset: job.message.offset,
+        key: key === null || key === undefined ? null : String(key).slice(0, 200),
+        attempt: job.attempt,
+        timeoutMs: timeoutOf(job.task.handler),
+      });
+      try {
+        return await executor.execute(job);
+      } finally {
+        board.stopped(positionOf({ ...job, offset: job.message.offset }));
+      }
+    },
+  };
+}
+
+/** A long-running task runner. Its state is read by the console ({@link RunnerState}). */
+export class Runner implements RunnerState {
   readonly #settings: RunnerSettings;
   readonly #kafka: Kafka;
   readonly #admin: Admin;
@@ -49,12 +88,14 @@ export class Runner {
   readonly #executor: TaskExecutor;
   readonly #dispatcher: Dispatcher;
   readonly #log = logger("runner");
+  readonly #board: TaskBoard;
   #started: Promise<void> | null = null;
   #stopped: Promise<void> | null = null;
 
   constructor(options: RunnerOptions) {
     const settings = this.#settings = options.settings;
     const functions = options.functions ?? new Map();
+    const board = this.#board = options.board ?? new TaskBoard();
     this.#kafka = options.kafka;
     this.#admin = this.#kafka.admin();
     this.#producer = createProducer(this.#kafka);
@@ -86,13 +127,22 @@ export class Runner {
       maxDelayMs: settings.maxDelayMs,
       maxWaiting: settings.maxWaiting,
       waitObserver: options.observer?.taskWaited ? options.observer as WaitObserver : undefined,
-      executor: this.#executor,
-      reporter: new TaskReporter(
-        new Publisher(this.#producer, settings.deadLetterTopic),
-        settings.handlerHeader,
-        options.observer,
+      executor: onBoard(
+        this.#executor,
+        board,
+        (handler) => functions.get(handler)?.timeoutMs ?? settings.taskTimeoutMs,
       ),
+      reporter: new TaskReporter(new Publisher(this.#producer, settings.deadLetterTopic), {
+        handlerHeader: settings.handlerHeader,
+        observer: options.observer,
+        board,
+      }),
     });
+  }
+
+  /** Running tasks, recent outcomes and outcome counts, for the console. */
+  get board(): TaskBoard {
+    return this.#board;
   }
 
   /** Live handler processes. */

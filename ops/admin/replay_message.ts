@@ -29,6 +29,8 @@ export interface DeadLetterInfo {
   origin: string | null;
   /** When it was dead-lettered (ISO 8601). */
   failedAt: string | null;
+  /** The first stack frames of what the handler threw, or empty. */
+  stack: string[];
 }
 
 /** One message selected for replay. */
@@ -51,6 +53,32 @@ export interface ReplayedMessage {
   deadLetter: DeadLetterInfo | null;
   /** Where it was produced in `toTopic`; null on a dry run. */
   target: { partition: number; offset: number } | null;
+  /** The start of the payload as text (invalid UTF-8 replaced), at most {@link PREVIEW_BYTES}. */
+  preview: string | null;
+  /** Every header as text, each value cut at {@link PREVIEW_BYTES} (the console shows them). */
+  headers: Record<string, string>;
+}
+
+/** Bytes of a payload, and of each header value, a report shows. */
+export const PREVIEW_BYTES = 1024;
+
+const lossy = new TextDecoder("utf-8");
+
+function textOf(value: Uint8Array): string {
+  const text = lossy.decode(value.subarray(0, PREVIEW_BYTES));
+  return value.length > PREVIEW_BYTES ? text + "…" : text;
+}
+
+function headersOf(headers: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(headers ?? {})) {
+    const value = Array.isArray(raw) ? raw[0] : raw;
+    if (value === undefined) continue;
+    out[name] = typeof value === "string"
+      ? (value.length > PREVIEW_BYTES ? value.slice(0, PREVIEW_BYTES) + "…" : value)
+      : textOf(value);
+  }
+  return out;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -92,6 +120,7 @@ function deadLetterInfo(headers: IHeaders | undefined): DeadLetterInfo | null {
       ? null
       : `${topic}/${header(headers, h.partition)}@${header(headers, h.offset)}`,
     failedAt: header(headers, h.time),
+    stack: header(headers, h.stack)?.split("\n") ?? [],
   };
 }
 
@@ -122,6 +151,8 @@ export function describe(
     payloadBytes: message.value?.length ?? 0,
     deadLetter: deadLetterInfo(message.headers),
     target: null,
+    preview: message.value === null ? null : textOf(message.value),
+    headers: headersOf(message.headers),
   };
 }
 

@@ -59,9 +59,21 @@ export function createKafka(options: KafkaOptions): Kafka {
     logLevel: logLevel.INFO,
     logCreator: () => ({ namespace, level, log: entry }) => {
       const { message, ...rest } = entry;
-      const method = LEVELS[level] ?? "info";
-      // kafkajs reports a handled, retried condition at ERROR; keep it visible but honest.
-      log[method === "warn" ? "warn" : method](`${namespace}: ${message}`, rest);
+      let method = LEVELS[level] ?? "info";
+      // kafkajs reports conditions it retries, and that clear in a second on a broker that is
+      // starting (coordinator loading or not available, leader elections), at ERROR with a
+      // stack. They are warnings without stacks; only a failure that stops work is an error.
+      const error = String(rest.error ?? rest.message ?? "");
+      if (
+        method === "error" &&
+        (rest.retryCount !== undefined || rest.retryTime !== undefined ||
+          /coordinator is (loading|not available)|not the correct coordinator|leadership election|no leader for this topic-partition|rebalance in progress/i
+            .test(error))
+      ) {
+        method = "warn";
+        delete rest.stack;
+      }
+      log[method](`${namespace}: ${message}`, rest);
     },
   });
 }

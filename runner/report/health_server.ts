@@ -1,20 +1,25 @@
 /**
- * The loopback HTTP endpoint for operations: `/metrics`, `/healthz`, `/readyz`.
+ * The HTTP endpoint for operations: `/metrics`, `/healthz`, `/readyz`, and the console's
+ * routes when one is given. It binds 127.0.0.1 unless told otherwise.
  * @module
  */
 import type { RunnerMetrics } from "./metrics.ts";
 
 /** Options of {@link HealthServer}. */
 export interface HealthServerOptions {
-  /** Port on 127.0.0.1; 0 picks a free one. */
+  /** Port; 0 picks a free one. */
   port: number;
+  /** Address to bind. @default "127.0.0.1" */
+  hostname?: string;
+  /** More routes (the console): answers null for a path that is not its own. @default none */
+  routes?: { handle(request: Request): Promise<Response> | null };
   /** Metrics to expose. */
   metrics: RunnerMetrics;
   /** Readiness: connected to Kafka and holding partitions. Returns a reason when not ready. */
   ready: () => string | null;
 }
 
-/** A small HTTP server on 127.0.0.1. `start()` / `stop()` are the lifecycle. */
+/** A small HTTP server. `start()` / `stop()` are the lifecycle. */
 export class HealthServer {
   readonly #options: HealthServerOptions;
   #server: Deno.HttpServer<Deno.NetAddr> | null = null;
@@ -34,7 +39,11 @@ export class HealthServer {
   start(): Promise<void> {
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: this.#options.port, onListen: () => resolve() },
+      {
+        hostname: this.#options.hostname ?? "127.0.0.1",
+        port: this.#options.port,
+        onListen: () => resolve(),
+      },
       (request) => this.#handle(request),
     );
     return promise;
@@ -47,6 +56,8 @@ export class HealthServer {
   }
 
   async #handle(request: Request): Promise<Response> {
+    const routed = this.#options.routes?.handle(request);
+    if (routed) return await routed;
     const { pathname } = new URL(request.url);
     switch (pathname) {
       case "/metrics": {
@@ -68,7 +79,12 @@ export class HealthServer {
           : new Response(`not ready: ${reason}\n`, { status: 503 });
       }
       default:
-        return new Response("not found: try /metrics, /healthz or /readyz\n", { status: 404 });
+        return new Response(
+          `not found: try /metrics, /healthz or /readyz${
+            this.#options.routes ? ", or / (the console)" : ""
+          }\n`,
+          { status: 404 },
+        );
     }
   }
 }

@@ -8,6 +8,8 @@ import type { IHeaders, KafkaMessage, Producer } from "kafkajs";
 export const DEAD_LETTER_HEADERS = {
   outcome: "x-task-runner-outcome",
   error: "x-task-runner-error",
+  /** The first stack frames of what the handler threw, one per line, when it threw. */
+  stack: "x-task-runner-stack",
   exitCode: "x-task-runner-exit-code",
   signal: "x-task-runner-signal",
   attempts: "x-task-runner-attempts",
@@ -21,6 +23,8 @@ export const DEAD_LETTER_HEADERS = {
 export interface DeadLetterReason {
   outcome: "failed" | "timeout" | "rejected";
   error: string;
+  /** First stack frames of what the handler threw (at most 5, each bounded). */
+  stack?: readonly string[];
   exitCode?: number | null;
   signal?: string | null;
   attempts: number;
@@ -62,6 +66,7 @@ export class Publisher {
     const headers: IHeaders = { ...origin.message.headers };
     headers[h.outcome] = why.outcome;
     headers[h.error] = why.error;
+    if (why.stack && why.stack.length > 0) headers[h.stack] = why.stack.join("\n");
     if (why.exitCode !== undefined && why.exitCode !== null) {
       headers[h.exitCode] = String(why.exitCode);
     }

@@ -8,6 +8,8 @@ import type { TopicPartition } from "../intake/topic_partition.ts";
 import { logger } from "./logging.ts";
 import type { DeadLetterReason, Origin, Publisher } from "./publisher.ts";
 import type { ChildResult } from "../sandbox/process_source.ts";
+import type { ThrownError } from "../sandbox/child/protocol.ts";
+import type { TaskBoard } from "./task_board.ts";
 
 /** Final outcome of a task, as logged. */
 export type Outcome = "ok" | "failed" | "timeout" | "rejected";
@@ -34,22 +36,30 @@ export const contextOf = (job: Job): TaskContext => ({
   offset: job.message.offset,
 });
 
+/** Options of a {@link TaskReporter}. */
+export interface TaskReporterOptions {
+  /** The header naming the handler (for rejected messages). */
+  handlerHeader: string;
+  /** Told of each outcome (metrics). @default none */
+  observer?: TaskObserver;
+  /** Keeps the recent outcomes for the console. @default none */
+  board?: TaskBoard;
+}
+
 /** Reports task endings. */
 export class TaskReporter implements Reporter {
   readonly #publisher: Publisher;
   readonly #handlerHeader: string;
   readonly #observer: TaskObserver | undefined;
+  readonly #board: TaskBoard | undefined;
   readonly #log = logger("task");
 
-  /**
-   * @param publisher produces results and dead letters.
-   * @param handlerHeader the header naming the handler (for rejected messages).
-   * @param observer told of each outcome (metrics). @default none
-   */
-  constructor(publisher: Publisher, handlerHeader: string, observer?: TaskObserver) {
+  /** @param publisher produces results and dead letters. */
+  constructor(publisher: Publisher, options: TaskReporterOptions) {
     this.#publisher = publisher;
-    this.#handlerHeader = handlerHeader;
-    this.#observer = observer;
+    this.#handlerHeader = options.handlerHeader;
+    this.#observer = options.observer;
+    this.#board = options.board;
   }
 
   /** A job's final outcome: publish its result or dead letter, then log it. Never throws. */
@@ -72,9 +82,11 @@ export class TaskReporter implements Reporter {
       }
     }
     if (result.outcome !== "ok") {
+      if (result.error) extra.error = result.error;
       extra.deadLetter = await this.#deadLetter(origin, {
         outcome: result.outcome,
         error: result.reason,
+        stack: result.error?.stack,
         exitCode: result.code,
         signal: result.signal,
         attempts: job.attempt,
@@ -102,7 +114,7 @@ export class TaskReporter implements Reporter {
   /** An attempt that failed and will be retried (after `delayMs`, or by the next run). */
   retrying(job: Job, result: ChildResult, delayMs: number | null): void {
     this.#log.info(
-      "Attempt {attempt} of {attempts} {attemptOutcome}: {reason}; " +
+      "Attempt {attempt} of {attempts} {attemptOutcome}: {handler} {topic}/{partition}@{offset}, " +
         (delayMs === null ? "left for the next run" : "retrying in {delayMs} ms"),
       {
         ...contextOf(job),
@@ -165,11 +177,19 @@ export class TaskReporter implements Reporter {
     extra: Record<string, unknown> = {},
   ): void {
     this.#observer?.taskEnded(context.handler, outcome, durationMs);
+    this.#board?.ended({
+      outcome,
+      ...context,
+      durationMs: Math.round(durationMs),
+      reason,
+      attempts: typeof extra.attempts === "number" ? extra.attempts : 0,
+      error: (extra.error as ThrownError | undefined) ?? null,
+    });
     const props = { outcome, ...context, durationMs: Math.round(durationMs), reason, ...extra };
-    const message =
-      "Task {outcome}: {handler} {topic}/{partition}@{offset} in {durationMs} ms: {reason}";
+    const message = "task {outcome}: {handler} {topic}/{partition}@{offset} in {durationMs} ms";
     if (outcome === "ok") this.#log.info(message, props);
-    else this.#log.warn(message, props);
+    // Why, in the sentence too: it is what a person reading a failure looks for first.
+    else this.#log.warn(`${message}: {reason}`, props);
   }
 
   /** Dead-letter a message if a topic is set; returns the topic, or null. Never throws. */

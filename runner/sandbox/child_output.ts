@@ -5,12 +5,13 @@
  * and passed on to the task once it is attached, in order, as a cold child's would be; the
  * pipes are drained meanwhile, so an idle child never blocks on them. The loader's own lines
  * are picked out of stderr: the ready line of a prewarmed child (its handler is imported) and
- * the result line (prefixed with the task's nonce). The result has its own budget
+ * the result line (prefixed with the task's nonce and a space) and the thrown-error line
+ * (prefixed with the nonce and `!`). The result has its own budget
  * (`MAX_RESULT_BYTES`): the handler's stderr lines are counted against the output limit here,
  * so that spending that limit cannot push the result out, nor the result use it up.
  * @module
  */
-import { MAX_RESULT_BYTES } from "./child/protocol.ts";
+import { MAX_RESULT_BYTES, parseThrown, type ThrownError } from "./child/protocol.ts";
 import { type PumpLimits, pumpLines, utf8Length } from "./output_lines.ts";
 
 /** A nonce (`crypto.randomUUID()`) and the space after it. */
@@ -37,6 +38,7 @@ export class ChildOutput {
   #nonce: string | null = null;
   #result: string | undefined;
   #resultCut = false;
+  #thrown: ThrownError | undefined;
 
   /**
    * Start reading `child`'s stdout and stderr. `readyToken`: the line a prewarmed child prints
@@ -73,6 +75,11 @@ export class ChildOutput {
     return this.#result;
   }
 
+  /** What the handler threw, once the loader's line saying so has been read. */
+  get thrown(): ThrownError | undefined {
+    return this.#thrown;
+  }
+
   /** True when the result line was longer than `MAX_RESULT_BYTES` (and so was dropped). */
   get resultCut(): boolean {
     return this.#resultCut;
@@ -87,7 +94,9 @@ export class ChildOutput {
 
   #stderr(line: string, truncated: boolean): void {
     if (this.#nonce !== null && line.startsWith(this.#nonce)) {
-      if (truncated) this.#resultCut = true;
+      if (line[this.#nonce.length] === "!") {
+        this.#thrown = parseThrown(line, this.#nonce.length + 1);
+      } else if (truncated) this.#resultCut = true;
       else this.#result = line.slice(this.#nonce.length + 1);
     } else if (!this.#isReady && line === this.#readyToken) {
       this.#isReady = true;

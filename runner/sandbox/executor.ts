@@ -150,8 +150,9 @@ export class TaskExecutor {
         timeoutMs: scope.grants?.timeoutMs ?? this.#settings.taskTimeoutMs,
         onOutput: (stream: "stdout" | "stderr", line: string, truncated: boolean) => {
           const props = { ...context, stream, line, truncated };
-          if (stream === "stdout") this.#taskLog.info("{handler} {stream}: {line}", props);
-          else this.#taskLog.warn("{handler} {stream}: {line}", props);
+          // The line itself only in `line`: the formatters write it once (logging.ts).
+          if (stream === "stdout") this.#taskLog.info("{handler} {stream}", props);
+          else this.#taskLog.warn("{handler} {stream}", props);
         },
       };
       child = prewarmed
@@ -233,7 +234,7 @@ export class TaskExecutor {
         ...this.#spawn,
         ...grants.warm,
         onSandboxOutput: (output) =>
-          this.#taskLog.warn("{handler} warm sandbox pid {pid} {stream}: {line}", { ...output }),
+          this.#taskLog.warn("{handler} warm sandbox pid {pid} {stream}", { ...output }),
         onRecycle: (recycled) =>
           warmLog.debug("Warm {handler} pid {pid} recycled: {reason}", { ...recycled }),
       });

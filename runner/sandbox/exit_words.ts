@@ -3,7 +3,7 @@
  * loaders, whose codes are `EXIT` of `child/protocol.ts`.
  * @module
  */
-import { EXIT, MAX_RESULT_BYTES } from "./child/protocol.ts";
+import { EXIT, MAX_RESULT_BYTES, type ThrownError } from "./child/protocol.ts";
 
 /**
  * What an exit code means: `task` for a task-mode child, `warm` for a warm process that
@@ -34,11 +34,19 @@ const CODES: Readonly<Record<number, { task?: string; warm?: string }>> = {
   [EXIT.runnerGone]: { task: "the runner went away while the task ran" },
 };
 
+/** What a handler threw, in words: `handler threw CardDeclined: card declined`. */
+export function describeThrown(error: ThrownError): string {
+  return error.message === ""
+    ? `handler threw ${error.name}`
+    : `handler threw ${error.name}: ${error.message}`;
+}
+
 /**
- * A warm task's result status in words (the loader's `r` frame): `handler threw (see its
- * stderr)`, or the words of the same exit code in task mode.
+ * A warm task's result status in words (the loader's `r` frame): `handler threw TypeError: …`
+ * when what it threw came with the frame, else the words of the same exit code in task mode.
  */
-export function describeStatus(status: number): string {
+export function describeStatus(status: number, thrown?: ThrownError): string {
+  if (status === EXIT.threw && thrown) return describeThrown(thrown);
   return CODES[status]?.task ?? `status ${status}`;
 }
 
@@ -52,15 +60,20 @@ const SIGNALS: Partial<Record<Deno.Signal, string>> = {
 /**
  * Describe a child's exit status: `exit 65: handler failed to load (…)`, `exit 3`,
  * `killed by SIGTRAP: out of memory (V8 heap cap reached)`. `mode` "warm" describes a warm
- * process that exited while tasks ran there.
+ * process that exited while tasks ran there. `thrown`: what a task-mode handler threw, which
+ * replaces the generic words of exit 1 (`exit 1: handler threw Error: card declined`).
  */
 export function describeExit(
   code: number,
   signal: Deno.Signal | null,
   mode: "task" | "warm" = "task",
+  thrown?: ThrownError,
 ): string {
   if (signal) {
     return SIGNALS[signal] ? `killed by ${signal}: ${SIGNALS[signal]}` : `killed by ${signal}`;
+  }
+  if (mode === "task" && code === EXIT.threw && thrown) {
+    return `exit ${code}: ${describeThrown(thrown)}`;
   }
   const words = CODES[code];
   const meaning = mode === "warm" ? words?.warm ?? words?.task : words?.task;

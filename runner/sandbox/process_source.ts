@@ -7,6 +7,7 @@
  */
 import type { FunctionConfig } from "../function_config.ts";
 import type { SandboxScope } from "./permissions.ts";
+import type { ThrownError } from "./child/protocol.ts";
 
 /** The parts of a task that decide which process may run it: handler, file, heap cap, grants. */
 export interface ProcessScope extends SandboxScope {
@@ -39,6 +40,8 @@ export interface ChildResult {
   droppedBytes: number;
   /** The handler's return value as JSON text, if it returned one (and exited 0). */
   result?: string;
+  /** What the handler threw (class, message and first frames, bounded), when it threw. */
+  error?: ThrownError;
   /** Time from spawn to exit, when the caller measured it. */
   durationMs?: number;
 }

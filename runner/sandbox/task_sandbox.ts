@@ -231,11 +231,13 @@ function run(
     if (status.success && output.resultCut) {
       return { ...base, outcome: "failed", reason: describeStatus(EXIT.resultTooBig) };
     }
+    const thrown = output.thrown;
     return {
       ...base,
       outcome: status.success ? "ok" : "failed",
-      reason: describeExit(status.code, signal),
+      reason: describeExit(status.code, signal, "task", thrown),
       result: status.success ? output.result : undefined,
+      ...(thrown && !status.success ? { error: thrown } : {}),
     };
   });
   return {

@@ -7,7 +7,7 @@
  */
 import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:url";
 import { CLOSED_IMPORT_MAP } from "./child/introspection.ts";
-import { EXIT, MAX_RESULT_BYTES } from "./child/protocol.ts";
+import { EXIT, MAX_RESULT_BYTES, parseThrown } from "./child/protocol.ts";
 import { describeExit, describeStatus } from "./exit_words.ts";
 import { pumpLines, utf8Length } from "./output_lines.ts";
 import { encodeHandshake, encodeTask, newNonce, parseFrame } from "./warm_protocol.ts";
@@ -345,7 +345,15 @@ export class WarmProcess {
         result,
       });
     } else {
-      this.#settle(entry, { ...base, outcome: "failed", reason: describeStatus(status) });
+      const thrown = status === EXIT.threw && space !== -1
+        ? parseThrown(text, space + 1)
+        : undefined;
+      this.#settle(entry, {
+        ...base,
+        outcome: "failed",
+        reason: describeStatus(status, thrown),
+        ...(thrown ? { error: thrown } : {}),
+      });
     }
   }
 

@@ -132,6 +132,7 @@ Deno.test("replay by offsets: key, payload and headers byte for byte, dead-lette
     attempts: 3,
     origin: "async_task/2@103",
     failedAt: report.messages[2].deadLetter!.failedAt,
+    stack: [],
   });
 
   const got = await readAll(clients.admin, target);

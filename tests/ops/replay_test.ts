@@ -67,6 +67,7 @@ Deno.test("describe reads the handler, the key and what the dead-letter headers 
         [h.partition]: Buffer.from("0"),
         [h.offset]: Buffer.from("41"),
         [h.time]: Buffer.from("2024-05-01T12:00:00.000Z"),
+        [h.stack]: Buffer.from("at a (x.ts:1:1)\nat b (x.ts:2:2)"),
       },
     }),
     "php_worker",
@@ -85,8 +86,21 @@ Deno.test("describe reads the handler, the key and what the dead-letter headers 
       attempts: 2,
       origin: "async_task/0@41",
       failedAt: "2024-05-01T12:00:00.000Z",
+      stack: ["at a (x.ts:1:1)", "at b (x.ts:2:2)"],
     },
     target: null,
+    preview: "12345",
+    headers: {
+      php_worker: "notify",
+      [h.outcome]: "timeout",
+      [h.error]: "killed by SIGTERM after timeout 30000 ms",
+      [h.attempts]: "2",
+      [h.topic]: "async_task",
+      [h.partition]: "0",
+      [h.offset]: "41",
+      [h.time]: "2024-05-01T12:00:00.000Z",
+      [h.stack]: "at a (x.ts:1:1)\nat b (x.ts:2:2)",
+    },
   });
   const plain = describe(0, message({ key: Buffer.from([0xff]) }), "task");
   assertEquals([plain.handler, plain.key, plain.keyBase64, plain.payloadBytes], [

@@ -33,8 +33,12 @@ function reporter(options: { failResults?: boolean } = {}) {
   const outcomes: Array<[string | null, Outcome]> = [];
   const publisher = {
     deadLetterTopic: "dlq",
-    deadLetter: (_origin: unknown, why: { outcome: string; error: string; attempts: number }) => {
-      published.push(`dead letter ${why.outcome} after ${why.attempts}: ${why.error}`);
+    deadLetter: (
+      _origin: unknown,
+      why: { outcome: string; error: string; attempts: number; stack?: string[] },
+    ) => {
+      const stack = why.stack ? ` [${why.stack.join(" | ")}]` : "";
+      published.push(`dead letter ${why.outcome} after ${why.attempts}: ${why.error}${stack}`);
       return Promise.resolve(true);
     },
     result: (topic: string, _origin: unknown, handler: string, json: string) => {
@@ -43,9 +47,12 @@ function reporter(options: { failResults?: boolean } = {}) {
       return Promise.resolve();
     },
   } as unknown as Publisher;
-  const r = new TaskReporter(publisher, "php_worker", {
-    taskEnded: (handler, outcome) => outcomes.push([handler, outcome]),
-    spawnFailed: () => {},
+  const r = new TaskReporter(publisher, {
+    handlerHeader: "php_worker",
+    observer: {
+      taskEnded: (handler, outcome) => outcomes.push([handler, outcome]),
+      spawnFailed: () => {},
+    },
   });
   return { r, published, outcomes };
 }
@@ -85,4 +92,18 @@ Deno.test("a rejected message is dead-lettered with no attempt and counted under
   await r.reject({ topic: "t", partition: 1, message, error: new TaskRejectedError("bad") });
   assertEquals(published, ["dead letter rejected after 0: bad"]);
   assertEquals(outcomes, [["h", "rejected"]]);
+});
+
+Deno.test("what a handler threw goes to the dead letter with its first stack frames", async () => {
+  const { r, published } = reporter();
+  await r.finish(job(), {
+    ...result("failed"),
+    code: 1,
+    reason: "exit 1: handler threw CardDeclined: card declined",
+    error: { name: "CardDeclined", message: "card declined", stack: ["at a (h.ts:1:1)", "at b"] },
+  });
+  assertEquals(published, [
+    "dead letter failed after 2: exit 1: handler threw CardDeclined: card declined " +
+    "[at a (h.ts:1:1) | at b]",
+  ]);
 });

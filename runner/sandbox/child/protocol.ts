@@ -72,6 +72,75 @@ export function resultJson(
   return { json };
 }
 
+/** Longest thrown message carried back, in UTF-16 units; a longer one is cut and ends in `…`. */
+export const MAX_ERROR_MESSAGE_CHARS = 1024;
+/** Stack frames carried back (the first ones), each cut to {@link MAX_FRAME_CHARS}. */
+export const MAX_STACK_FRAMES = 5;
+/** Longest stack frame carried back, in UTF-16 units. */
+export const MAX_FRAME_CHARS = 300;
+/** Longest error class name carried back, in UTF-16 units. */
+export const MAX_ERROR_NAME_CHARS = 100;
+
+/**
+ * What a handler threw, bounded: its class (`name`, or `typeof` for a non-Error), its message
+ * and its first stack frames (`at …` lines, without the `at` indentation). The loaders send it
+ * as JSON: task mode on its own stderr line prefixed with `<nonce>!`, warm mode after the heap
+ * figure of its `r` frame.
+ */
+export interface ThrownError {
+  name: string;
+  message: string;
+  stack: string[];
+}
+
+const cut = (text: string, max: number) => text.length > max ? text.slice(0, max) + "…" : text;
+
+/**
+ * {@link ThrownError} of whatever a handler threw. Never throws: a value whose `name`,
+ * `message` or `stack` cannot be read becomes a placeholder.
+ */
+export function thrownError(error: unknown): ThrownError {
+  const read = (get: () => unknown, fallback: string): string => {
+    try {
+      const value = get();
+      return typeof value === "string" ? value : fallback;
+    } catch {
+      return fallback;
+    }
+  };
+  if (!(error instanceof Error)) {
+    const text = read(() => String(error), "(a value that cannot be turned into text)");
+    return { name: typeof error, message: cut(text, MAX_ERROR_MESSAGE_CHARS), stack: [] };
+  }
+  const name = read(() => error.name, "Error");
+  const message = read(() => error.message, "");
+  const stack = read(() => error.stack, "")
+    .split("\n", 200)
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith("at "))
+    .slice(0, MAX_STACK_FRAMES)
+    .map((line) => cut(line, MAX_FRAME_CHARS));
+  return {
+    name: cut(name, MAX_ERROR_NAME_CHARS),
+    message: cut(message, MAX_ERROR_MESSAGE_CHARS),
+    stack,
+  };
+}
+
+/** The runner's side: a loader's {@link ThrownError} JSON from `from` on, or undefined. */
+export function parseThrown(text: string, from = 0): ThrownError | undefined {
+  try {
+    const value = JSON.parse(text.slice(from));
+    if (
+      typeof value?.name === "string" && typeof value.message === "string" &&
+      Array.isArray(value.stack) && value.stack.every((f: unknown) => typeof f === "string")
+    ) return { name: value.name, message: value.message, stack: value.stack };
+  } catch {
+    // Not the loader's line (it always writes valid JSON): no error to report.
+  }
+  return undefined;
+}
+
 /** The line a task-mode child reads first: its one task, then `payloadBytes` of payload. */
 export interface Envelope {
   handler: string;

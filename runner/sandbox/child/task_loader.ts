@@ -13,12 +13,13 @@
  * still serves exactly one task.
  *
  * Exit codes are `EXIT` of `protocol.ts`. A JSON return value goes to stderr as one line
- * prefixed with the nonce the runner sent on stdin.
+ * prefixed with the nonce the runner sent on stdin (`<nonce> <json>`); what a handler threw,
+ * bounded, as `<nonce>!<json>` (`ThrownError`).
  * @module
  */
 import { describe, type Handler, importHandler } from "./handler_module.ts";
 import { guardExit, removeWebStorage } from "./lockdown.ts";
-import { type Envelope, EXIT, resultJson } from "./protocol.ts";
+import { type Envelope, EXIT, resultJson, thrownError } from "./protocol.ts";
 
 type Read = (into: Uint8Array) => number | null | Promise<number | null>;
 
@@ -131,6 +132,8 @@ try {
   });
 } catch (error) {
   writeLine(describe(error));
+  // What it threw, for the outcome's reason and the dead letter: the runner reads this line.
+  writeLine(`\n${envelope.nonce}!${stringify(thrownError(error))}`);
   die(EXIT.threw, `handler ${envelope.handler} threw`);
 }
 const checked = resultJson(result, { encode, stringify, describe });

@@ -14,7 +14,7 @@
  *   were cut off the line;
  * - `r`: task `id` ended; `n` is its status (`EXIT.ok`, `threw` or `notJson`); `text` is the
  *   heap used in bytes, then optionally a space and the JSON return value (at most
- *   `MAX_RESULT_BYTES`);
+ *   `MAX_RESULT_BYTES`), or, for `threw`, what it threw (`ThrownError` as JSON, bounded);
  * - `f`: a fatal line of this loader (it exits right after: 64, 65, 66 or 70).
  *
  * The nonce comes on stdin, so the handler never sees it (argv and env are readable), and it
@@ -36,7 +36,7 @@ import type { Writable } from "node:stream";
 import { describe, type Handler, importHandler } from "./handler_module.ts";
 import { closeIntrospection } from "./introspection.ts";
 import { guardExit, removeWebStorage } from "./lockdown.ts";
-import { EXIT, type Handshake, resultJson, type TaskHeader } from "./protocol.ts";
+import { EXIT, type Handshake, resultJson, type TaskHeader, thrownError } from "./protocol.ts";
 
 interface TaskFrame extends TaskHeader {
   payload: Uint8Array;
@@ -199,6 +199,7 @@ globalThis.addEventListener("unhandledrejection", (e) => onEscaped(e, e.reason))
 async function run(frame: TaskFrame): Promise<void> {
   let status: number = EXIT.ok;
   let value: unknown;
+  let json: string | undefined;
   try {
     const payload = parse(decode(frame.payload));
     value = await handler({ ...frame.task, payload }, {
@@ -208,8 +209,8 @@ async function run(frame: TaskFrame): Promise<void> {
   } catch (error) {
     status = EXIT.threw;
     sendLines("e", describe(error));
+    json = stringify(thrownError(error)); // carried in the `r` frame, in place of a result
   }
-  let json: string | undefined;
   if (status === EXIT.ok) {
     const checked = resultJson(value, { encode, stringify, describe });
     if ("status" in checked) {
