@@ -1,6 +1,6 @@
 import { assertEquals } from "./helpers/assert.ts";
 import assertStrict from "node:assert/strict";
-import { resolveConfig } from "../runner/config.ts";
+import { OPTIONS, resolveConfig } from "../runner/config.ts";
 import { ConfigError } from "../runner/errors.ts";
 
 Deno.test("defaults apply when nothing is set", () => {
@@ -69,4 +69,15 @@ Deno.test("timeouts are bounded by the longest timer, 2147483647 ms, and say so"
     () => resolveConfig({ "task-timeout-ms": "9999999999" }, {}),
     /--task-timeout-ms must be an integer from 1 to 2147483647/,
   );
+});
+
+Deno.test("the README's configuration table lists every option with its default", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const table = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("### Granting"));
+  for (const option of OPTIONS) {
+    const row = table.split("\n").find((line) => line.includes(`| \`${option.env}\``));
+    if (!row) throw new Error(`README's configuration table has no row for ${option.env}`);
+    const shown = option.default === "" ? "(empty)" : `\`${option.default}\``;
+    if (!row.includes(shown)) throw new Error(`README shows another default for ${option.env}`);
+  }
 });
