@@ -17,9 +17,9 @@
  */
 import type { KafkaMessage } from "kafkajs";
 import { type Clock, systemClock } from "../clock.ts";
-import { PartitionGoneError, TaskRejectedError } from "../errors.ts";
-import { PartitionLedger } from "../intake/partition_ledger.ts";
-import { PartitionMap, type TopicPartition } from "../intake/topic_partition.ts";
+import { TaskRejectedError } from "../errors.ts";
+import type { TopicPartition } from "../intake/topic_partition.ts";
+import { PartitionBook, type PartitionState } from "./partition_book.ts";
 import type { DecodedTask } from "../intake/task_decoder.ts";
 import type { ChildResult } from "../sandbox/process_source.ts";
 import type { ConcurrencyCap, Slot } from "./concurrency_cap.ts";
@@ -39,13 +39,6 @@ import type {
 import { KeyLocks } from "./key_locks.ts";
 
 export type * from "./job.ts";
-
-interface PartitionState {
-  ledger: PartitionLedger;
-  commits: Promise<void>;
-  /** Inherited offsets the last commit's metadata had no room for (reported on change). */
-  dropped: number;
-}
 
 /** Options of a {@link Dispatcher}. */
 export interface DispatcherOptions {
@@ -97,11 +90,7 @@ export class Dispatcher {
   #wake: { at: number; timer: ReturnType<Clock["setTimeout"]> } | null = null;
   /** Batches waiting inside `ingest` for a slot (for the waiting-by-reason metric). */
   #capWaits = 0;
-  readonly #partitions = new PartitionMap<PartitionState>();
-  /** Partition states being read from the group's committed offsets. */
-  readonly #loading = new PartitionMap<Promise<PartitionState>>();
-  /** The partitions of the last assignment (null before the first). */
-  #assigned: PartitionMap<true> | null = null;
+  readonly #partitions: PartitionBook;
   /** Jobs that may start as soon as a slot frees (retries due, next of a key). */
   readonly #ready: Job[] = [];
   /** Ordering by key: who holds each key, who waits behind it. */
@@ -150,6 +139,11 @@ export class Dispatcher {
     this.#wallClock = options.wallClock ?? Date.now;
     this.#waitObserver = options.waitObserver;
     this.#flow = new FlowControl(this.#clock);
+    this.#partitions = new PartitionBook({
+      offsets: options.offsets,
+      reporter: options.reporter,
+      startedHere: (tp) => this.#startedHere(tp),
+    });
     this.#cap.onSlotFree(() => this.#pump());
   }
 
@@ -177,7 +171,7 @@ export class Dispatcher {
   /** Take a batch: reject, park or start each message in order, as slots allow. */
   async ingest(tp: TopicPartition, messages: KafkaMessage[], control: BatchControl): Promise<void> {
     const source = { topic: tp.topic, partition: tp.partition };
-    const state = await this.#state(source);
+    const state = await this.#partitions.load(source);
     const fetchedAt = this.#clock.now();
     const starting: Job[] = [];
     const rejected: Rejected[] = [];
@@ -193,8 +187,7 @@ export class Dispatcher {
       // Nothing uncommitted has started. Forget this partition's state: kafkajs fetches the
       // batch again and the state is rebuilt from what Kafka has committed. Its tasks that
       // wait to start are read again with it; those started here are adopted by the new state.
-      if (this.#partitions.get(source) !== state) return;
-      this.#partitions.delete(source);
+      if (!this.#partitions.forget(source, state)) return;
       const dropped = this.#dropWaiting((job) =>
         job.attempt === 1 && job.topic === source.topic && job.partition === source.partition
       );
@@ -327,18 +320,9 @@ export class Dispatcher {
    * committed for them from here.
    */
   retain(assigned: readonly TopicPartition[]): void {
-    const kept = new PartitionMap<true>();
-    for (const tp of assigned) kept.set(tp, true);
-    this.#assigned = kept;
-    for (const [tp] of [...this.#partitions.entries()]) {
-      if (!kept.has(tp)) this.#partitions.delete(tp);
-    }
+    const kept = this.#partitions.retain(assigned);
     const dropped = this.#dropWaiting((job) => !kept.has(job));
     if (dropped.length) this.#reporter.handedOver(dropped, "partition revoked by a rebalance");
-    // Read the new partitions' offsets now, before their first batch: the previous owner's
-    // lost tasks are named even when nothing more arrives, and the first batch waits less.
-    // A failure here is not lost: the first batch reads them again and fails visibly.
-    for (const tp of assigned) this.#state(tp).catch(() => {});
   }
 
   /**
@@ -357,41 +341,14 @@ export class Dispatcher {
 
   /** Wait for every commit in progress, then commit what is left. */
   async flushCommits(): Promise<void> {
-    for (const [tp, state] of [...this.#partitions.entries()]) {
-      await this.#commit(tp, state, false).catch(() => {});
+    for (const [tp, state] of this.#partitions.entries()) {
+      await this.#partitions.commit(tp, state, false).catch(() => {});
     }
   }
 
   /** Resolves when no job is running or finishing (outcome published and logged). */
   async settled(): Promise<void> {
     while (this.#active.size > 0) await Promise.allSettled([...this.#active]);
-  }
-
-  /** The state of a partition, read from the group's committed offset the first time. */
-  #state(tp: TopicPartition): Promise<PartitionState> {
-    const known = this.#partitions.get(tp);
-    if (known) return Promise.resolve(known);
-    let loading = this.#loading.get(tp);
-    if (!loading) {
-      const load = async () => {
-        const ledger = new PartitionLedger(await this.#offsets.committed(tp));
-        const state: PartitionState = { ledger, commits: Promise.resolve(), dropped: 0 };
-        if (this.#assigned && !this.#assigned.has(tp)) return state; // revoked meanwhile
-        // Tasks this process started under an earlier state of the partition are its own.
-        for (const job of this.#startedHere(tp)) {
-          ledger.adopt(BigInt(job.message.offset), job.policy.atMostOnce);
-        }
-        // Started by the previous owner below its committed offset: never fetched again here.
-        for (const lost of ledger.takeLostBelow()) {
-          this.#reporter.skipped(tp, lost.toString(), true);
-        }
-        this.#partitions.set(tp, state);
-        return state;
-      };
-      loading = load().finally(() => this.#loading.delete(tp));
-      this.#loading.set(tp, loading);
-    }
-    return loading;
   }
 
   /**
@@ -410,7 +367,7 @@ export class Dispatcher {
     for (const job of jobs) state.ledger.started(BigInt(job.message.offset));
     const gated = jobs.filter((job) => job.attempt === 1 && job.policy.atMostOnce);
     if (gated.length === 0) {
-      this.#commit(tp, state, false);
+      this.#partitions.commit(tp, state, false);
       for (const job of jobs) this.#run(job);
       return;
     }
@@ -418,7 +375,7 @@ export class Dispatcher {
     // overlaps their start-up instead of coming before it.
     for (const job of gated) this.#executor.prepare(job);
     try {
-      await this.#commit(tp, state, true);
+      await this.#partitions.commit(tp, state, true);
     } catch (error) {
       for (const job of gated) this.#executor.discard(job);
       for (const job of jobs) {
@@ -428,28 +385,6 @@ export class Dispatcher {
       throw error;
     }
     for (const job of jobs) this.#run(job);
-  }
-
-  /** Commits are chained per partition; each takes the latest state, so they coalesce. */
-  #commit(tp: TopicPartition, state: PartitionState, strict: boolean): Promise<void> {
-    const next = state.commits.catch(() => {}).then(async () => {
-      if (this.#partitions.get(tp) !== state) {
-        // Revoked (or read again) meanwhile: tasks waiting for this commit must not start.
-        if (strict) throw new PartitionGoneError(tp);
-        return;
-      }
-      const commit = state.ledger.pendingCommit();
-      if (!commit) return;
-      if (commit.dropped !== state.dropped && commit.dropped > 0) {
-        this.#reporter.metadataFull(tp, commit.dropped);
-      }
-      state.dropped = commit.dropped;
-      await this.#offsets.commit(tp, commit);
-      state.ledger.committed(commit);
-    });
-    state.commits = next;
-    if (!strict) next.catch((error) => this.#reporter.commitFailed(tp, error as Error));
-    return next;
   }
 
   #run(job: Job): void {
@@ -512,7 +447,7 @@ export class Dispatcher {
     const state = this.#partitions.get(job);
     state?.ledger.final(BigInt(job.message.offset));
     this.#releaseKey(job);
-    if (state) this.#commit(job, state, false);
+    if (state) this.#partitions.commit(job, state, false);
     this.#notify(); // room in the ledger for a batch that waits for it
   }
 

@@ -1,0 +1,129 @@
+/**
+ * The partitions this member holds, as the dispatcher keeps them: each one's ledger, read
+ * from the group's committed offset when it is taken, and its commits, chained one at a time.
+ * @module
+ */
+import { PartitionGoneError } from "../errors.ts";
+import { PartitionLedger } from "../intake/partition_ledger.ts";
+import { PartitionMap, type TopicPartition } from "../intake/topic_partition.ts";
+import type { Job, PartitionOffsets, Reporter } from "./job.ts";
+
+/** One held partition. */
+export interface PartitionState {
+  readonly ledger: PartitionLedger;
+  /** The last commit in the chain. */
+  commits: Promise<void>;
+  /** Inherited offsets the last commit's metadata had no room for (reported on change). */
+  dropped: number;
+}
+
+/** Options of a {@link PartitionBook}. */
+export interface PartitionBookOptions {
+  /** The group's offsets (the consumer). */
+  offsets: PartitionOffsets;
+  /** Told of lost tasks, failed commits and full metadata. */
+  reporter: Pick<Reporter, "skipped" | "commitFailed" | "metadataFull">;
+  /** Tasks of `tp` this process started and that have not ended (adopted by a new state). */
+  startedHere(tp: TopicPartition): Job[];
+}
+
+/** The held partitions and their commits. */
+export class PartitionBook {
+  readonly #options: PartitionBookOptions;
+  readonly #states = new PartitionMap<PartitionState>();
+  /** States being read from the group's committed offsets. */
+  readonly #loading = new PartitionMap<Promise<PartitionState>>();
+  /** The partitions of the last assignment (null before the first). */
+  #assigned: PartitionMap<true> | null = null;
+
+  constructor(options: PartitionBookOptions) {
+    this.#options = options;
+  }
+
+  /** The state of `tp`, if it is held and read. */
+  get(tp: TopicPartition): PartitionState | undefined {
+    return this.#states.get(tp);
+  }
+
+  /** Every held state. */
+  entries(): Array<[TopicPartition, PartitionState]> {
+    return [...this.#states.entries()];
+  }
+
+  /**
+   * Keep only `assigned` (after a rebalance): the others are forgotten, so that nothing is
+   * committed for them from here, and the new ones are read now, before their first batch (the
+   * previous owner's lost tasks are named even when nothing more arrives). A failure to read
+   * is not lost: the first batch reads the state again and fails visibly.
+   */
+  retain(assigned: readonly TopicPartition[]): PartitionMap<true> {
+    const kept = new PartitionMap<true>();
+    for (const tp of assigned) kept.set(tp, true);
+    this.#assigned = kept;
+    for (const [tp] of this.entries()) if (!kept.has(tp)) this.#states.delete(tp);
+    for (const tp of assigned) this.load(tp).catch(() => {});
+    return kept;
+  }
+
+  /** Forget `state` of `tp` (its commit failed): it is read again from Kafka. */
+  forget(tp: TopicPartition, state: PartitionState): boolean {
+    if (this.#states.get(tp) !== state) return false;
+    this.#states.delete(tp);
+    return true;
+  }
+
+  /** The state of `tp`, read from the group's committed offset the first time. */
+  load(tp: TopicPartition): Promise<PartitionState> {
+    const known = this.#states.get(tp);
+    if (known) return Promise.resolve(known);
+    let loading = this.#loading.get(tp);
+    if (!loading) {
+      loading = this.#read(tp).finally(() => this.#loading.delete(tp));
+      this.#loading.set(tp, loading);
+    }
+    return loading;
+  }
+
+  async #read(tp: TopicPartition): Promise<PartitionState> {
+    const ledger = new PartitionLedger(await this.#options.offsets.committed(tp));
+    const state: PartitionState = { ledger, commits: Promise.resolve(), dropped: 0 };
+    if (this.#assigned && !this.#assigned.has(tp)) return state; // revoked meanwhile
+    // Tasks this process started under an earlier state of the partition are its own.
+    for (const job of this.#options.startedHere(tp)) {
+      ledger.adopt(BigInt(job.message.offset), job.policy.atMostOnce);
+    }
+    // Started by the previous owner below its committed offset: never fetched again here.
+    for (const lost of ledger.takeLostBelow()) {
+      this.#options.reporter.skipped(tp, lost.toString(), true);
+    }
+    this.#states.set(tp, state);
+    return state;
+  }
+
+  /**
+   * Commit what `state` says now. Commits are chained per partition and each takes the latest
+   * state, so they coalesce. `strict`: the caller waits for it and must not start tasks if it
+   * fails (a partition no longer held fails it too); otherwise a failure is reported and the
+   * next commit carries the state.
+   */
+  commit(tp: TopicPartition, state: PartitionState, strict: boolean): Promise<void> {
+    const next = state.commits.catch(() => {}).then(async () => {
+      if (this.#states.get(tp) !== state) {
+        // Revoked (or read again) meanwhile: tasks waiting for this commit must not start.
+        if (strict) throw new PartitionGoneError(tp);
+        return;
+      }
+      const commit = state.ledger.pendingCommit();
+      if (!commit) return;
+      if (commit.dropped !== state.dropped && commit.dropped > 0) {
+        this.#options.reporter.metadataFull(tp, commit.dropped);
+      }
+      state.dropped = commit.dropped;
+      await this.#options.offsets.commit(tp, commit);
+      state.ledger.committed(commit);
+    });
+    state.commits = next;
+    if (!strict) next.catch((error) => this.#options.reporter.commitFailed(tp, error as Error));
+    return next;
+  }
+}
