@@ -19,6 +19,7 @@ import type { KafkaMessage } from "kafkajs";
 import { type Clock, systemClock } from "../clock.ts";
 import { TaskRejectedError } from "../errors.ts";
 import type { TopicPartition } from "../intake/topic_partition.ts";
+import { BatchWaits } from "./batch_wait.ts";
 import { PartitionBook, type PartitionState } from "./partition_book.ts";
 import type { DecodedTask } from "../intake/task_decoder.ts";
 import type { ChildResult } from "../sandbox/process_source.ts";
@@ -80,7 +81,6 @@ export class Dispatcher {
   readonly #reporter: Reporter;
   readonly #clock: Clock;
   readonly #maxWaiting: number;
-  readonly #heartbeatMs: number;
   readonly #notBeforeHeader: string;
   readonly #maxDelayMs: number;
   readonly #wallClock: () => number;
@@ -100,13 +100,12 @@ export class Dispatcher {
     Job,
     { timer: ReturnType<Clock["setTimeout"]>; reason: "retry" | "delay" }
   >();
-  readonly #changed = new Set<() => void>();
+  readonly #waits: BatchWaits;
   readonly #active = new Set<Promise<void>>();
   /** Jobs whose process runs now. */
   readonly #running = new Set<Job>();
   /** Jobs waiting for a key, a retry, a limit or their time (no slot held). */
   #waiting = 0;
-  #blocked = 0;
   #stopping = false;
 
   constructor(options: DispatcherOptions) {
@@ -128,7 +127,6 @@ export class Dispatcher {
     this.#reporter = options.reporter;
     this.#clock = options.clock ?? systemClock;
     this.#maxWaiting = maxWaiting;
-    this.#heartbeatMs = heartbeatMs;
     this.#notBeforeHeader = options.notBeforeHeader ?? "x-task-runner-not-before";
     this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
     if (!Number.isSafeInteger(this.#maxDelayMs) || this.#maxDelayMs < 0) {
@@ -139,6 +137,7 @@ export class Dispatcher {
     this.#wallClock = options.wallClock ?? Date.now;
     this.#waitObserver = options.waitObserver;
     this.#flow = new FlowControl(this.#clock);
+    this.#waits = new BatchWaits(this.#clock, heartbeatMs);
     this.#partitions = new PartitionBook({
       offsets: options.offsets,
       reporter: options.reporter,
@@ -149,7 +148,7 @@ export class Dispatcher {
 
   /** True while a batch waits (for a slot, room in a ledger, or waiting jobs to drain). */
   get blocked(): boolean {
-    return this.#blocked > 0;
+    return this.#waits.blocked;
   }
 
   /**
@@ -610,30 +609,11 @@ export class Dispatcher {
   }
 
   #notify(): void {
-    for (const listener of this.#changed) listener();
+    this.#waits.changed();
   }
 
   /** Wait until `condition()` holds (it may take a slot), heartbeating meanwhile. */
   #until(control: BatchControl, condition: () => boolean): Promise<boolean> {
-    this.#blocked++;
-    return new Promise<boolean>((resolve, reject) => {
-      const check = () => {
-        if (this.#stopping || !control.active()) return done(false);
-        if (condition()) done(true);
-      };
-      const done = (value: boolean, error?: unknown) => {
-        if (!this.#changed.delete(check)) return;
-        this.#blocked--;
-        this.#clock.clearInterval(beat);
-        if (error) reject(error);
-        else resolve(value);
-      };
-      const beat = this.#clock.setInterval(() => {
-        control.heartbeat().catch((error) => done(false, error));
-        check();
-      }, this.#heartbeatMs);
-      this.#changed.add(check);
-      check();
-    });
+    return this.#waits.until(control, condition, () => this.#stopping);
   }
 }
