@@ -11,6 +11,7 @@ import type { FunctionConfigTable } from "../function_config.ts";
 import { handlerFromHeaders, handlerPath } from "../handler_name.ts";
 import type { Task } from "../handler_types.ts";
 import { wireRejection } from "../kafka/record_headers.ts";
+import { PayloadSchemas } from "./payload_schema.ts";
 import type { TopicPartition } from "./topic_partition.ts";
 
 /** A task ready to run. */
@@ -18,6 +19,8 @@ export interface DecodedTask {
   handler: string;
   file: string;
   payload: Uint8Array;
+  /** The payload parsed from JSON, once, here (schema checks and flow-control keys read it). */
+  json: unknown;
   /** What the handler receives besides the payload (and the attempt, set per run). */
   fields: Omit<Task, "payload" | "attempt">;
 }
@@ -120,8 +123,9 @@ export function decodeTask(
       `payload of ${payload.length} bytes is over the limit of ${options.maxPayloadBytes} (MAX_PAYLOAD_BYTES)`,
     );
   }
+  let json: unknown;
   try {
-    JSON.parse(DECODER.decode(payload));
+    json = JSON.parse(DECODER.decode(payload));
   } catch (error) {
     const hint = payload.length === 0 ? "empty payload" : (error as Error).message;
     throw new TaskRejectedError(`payload is not valid JSON: ${hint}`);
@@ -130,6 +134,7 @@ export function decodeTask(
     handler,
     file,
     payload,
+    json,
     fields: {
       headers,
       key: message.key ? DECODER.decode(message.key) : null,
@@ -147,21 +152,29 @@ export interface TaskDecoderOptions extends DecodeOptions {
   functions: FunctionConfigTable;
 }
 
-/** Decodes messages into tasks and names each handler's delivery rules (cached per handler). */
+/**
+ * Decodes messages into tasks, checks their payload against the function's schema, and names
+ * each handler's delivery rules (cached per handler).
+ */
 export class TaskDecoder implements TaskSource {
   readonly #options: DecodeOptions;
   readonly #functions: FunctionConfigTable;
+  readonly #schemas: PayloadSchemas;
   readonly #policies = new Map<string, DeliveryPolicy>();
 
+  /** @throws {FunctionsConfigError} when a function's payload schema cannot be read or compiled. */
   constructor(options: TaskDecoderOptions) {
     const { functions, ...decode } = options;
     this.#options = decode;
     this.#functions = functions;
+    this.#schemas = new PayloadSchemas(functions);
   }
 
   /** @throws {TaskRejectedError} saying what is wrong with the message. */
   decode(source: TopicPartition, message: KafkaMessage): DecodedTask {
-    return decodeTask(source.topic, source.partition, message, this.#options);
+    const task = decodeTask(source.topic, source.partition, message, this.#options);
+    this.#schemas.check(task.handler, task.json);
+    return task;
   }
 
   policyFor(handler: string): DeliveryPolicy {

@@ -67,7 +67,13 @@ function fixture(
         if (new TextDecoder().decode(m.value!) === "nope") {
           throw new TaskRejectedError("payload is not valid JSON");
         }
-        return { handler: "h", file: "/h.ts", payload: new Uint8Array(), fields: {} as never };
+        return {
+          handler: "h",
+          file: "/h.ts",
+          payload: new Uint8Array(),
+          json: {},
+          fields: {} as never,
+        };
       },
       policyFor: () => deliveryPolicy(grants),
     },

@@ -19,7 +19,7 @@ function job(resultTopic?: string): Job {
     topic: "t",
     partition: 1,
     message,
-    task: { handler: "h", file: "/h.ts", payload: new Uint8Array(), fields: {} as never },
+    task: { handler: "h", file: "/h.ts", payload: new Uint8Array(), json: {}, fields: {} as never },
     policy: deliveryPolicy({ resultTopic }),
     attempt: 2,
     slot: null,
