@@ -16,6 +16,7 @@ import { handlerPath } from "../handler_name.ts";
 import { logger } from "../report/logging.ts";
 import { contextOf, type TaskObserver } from "../report/task_reporter.ts";
 import { type PrewarmedFunction, Prewarmer, type PrewarmEvent } from "./prewarm.ts";
+import { CommandSource } from "./command_source.ts";
 import type { ChildResult, ProcessScope, ProcessSource, RunningChild } from "./process_source.ts";
 import { type SpawnSettings, spawnSettings } from "./spawn_settings.ts";
 import { type PrewarmedProcess, Sandbox } from "./task_sandbox.ts";
@@ -58,6 +59,8 @@ export class TaskExecutor {
   readonly #observer: TaskExecutorOptions["observer"];
   /** Task mode: one fresh process per task. */
   readonly #sandbox: Sandbox;
+  /** Functions with a `command`: one process of that program per task, outside Deno's sandbox. */
+  readonly #commands: CommandSource;
   /** Task mode from processes started before their task (PREWARM, functions.json `prewarm`). */
   readonly #prewarmer: Prewarmer;
   /** Each function's process source, chosen at its first task. */
@@ -82,6 +85,7 @@ export class TaskExecutor {
       denoDir: Deno.env.get("DENO_DIR"),
     }, "sandbox");
     this.#sandbox = new Sandbox(this.#spawn);
+    this.#commands = new CommandSource(this.#spawn);
     this.#prewarmer = new Prewarmer({
       sandbox: this.#sandbox,
       pool: this.#cap,
@@ -228,7 +232,9 @@ export class TaskExecutor {
   #sourceFor(handler: string, grants: FunctionConfig | undefined): ProcessSource {
     let source = this.#sources.get(handler);
     if (source) return source;
-    if (grants?.isolation === "function") {
+    if (grants?.command) {
+      source = this.#commands;
+    } else if (grants?.isolation === "function") {
       const warm = new WarmSandboxes({
         ...this.#spawn,
         ...grants.warm,
