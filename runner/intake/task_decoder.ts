@@ -33,6 +33,8 @@ export interface DecodeOptions {
   functionsDir: string;
   /** Largest payload accepted. */
   maxPayloadBytes: number;
+  /** Functions run by a functions.json `command`: they have no handler file. @default none */
+  commandFunctions?: ReadonlySet<string>;
 }
 
 const DECODER = new TextDecoder();
@@ -93,7 +95,7 @@ function rejectWireFailure(message: KafkaMessage): void {
 
 /**
  * Decode `message`. The handler file must exist (checked now, so a file dropped in is used by
- * the next task without a restart), a symlink must stay inside the functions folder (see
+ * the next task without a restart; a function with a `command` has none), a symlink must stay inside the functions folder (see
  * {@link handlerFile}; `file` is then the real path), and the payload must be JSON within the
  * size limit.
  *
@@ -116,7 +118,9 @@ export function decodeTask(
       `missing header "${options.handlerHeader}" naming the handler`,
     );
   }
-  const file = handlerFile(options.functionsDir, handler);
+  const file = options.commandFunctions?.has(handler)
+    ? handlerPath(options.functionsDir, handler)
+    : handlerFile(options.functionsDir, handler);
   const payload = message.value ?? new Uint8Array();
   if (payload.length > options.maxPayloadBytes) {
     throw new TaskRejectedError(
@@ -165,7 +169,8 @@ export class TaskDecoder implements TaskSource {
   /** @throws {FunctionsConfigError} when a function's payload schema cannot be read or compiled. */
   constructor(options: TaskDecoderOptions) {
     const { functions, ...decode } = options;
-    this.#options = decode;
+    const commands = [...functions].filter(([, config]) => config.command).map(([name]) => name);
+    this.#options = { ...decode, commandFunctions: new Set(commands) };
     this.#functions = functions;
     this.#schemas = new PayloadSchemas(functions);
   }

@@ -37,6 +37,11 @@ export interface TaskExecutorOptions {
   hostEnv?: Readonly<Record<string, string>>;
   /** Told when a task's process cannot start. @default none */
   observer?: Pick<TaskObserver, "spawnFailed">;
+  /**
+   * Told of each output line of a job's task, besides the task log (`invoke` prints them).
+   * @default none
+   */
+  onOutput?: (job: Job, stream: "stdout" | "stderr", line: string, truncated: boolean) => void;
 }
 
 /**
@@ -57,6 +62,7 @@ export class TaskExecutor {
   readonly #cap: ConcurrencyCap;
   readonly #spawn: SpawnSettings;
   readonly #observer: TaskExecutorOptions["observer"];
+  readonly #onOutput: TaskExecutorOptions["onOutput"];
   /** Task mode: one fresh process per task. */
   readonly #sandbox: Sandbox;
   /** Functions with a `command`: one process of that program per task, outside Deno's sandbox. */
@@ -78,6 +84,7 @@ export class TaskExecutor {
     this.#functions = options.functions ?? new Map();
     this.#cap = options.cap;
     this.#observer = options.observer;
+    this.#onOutput = options.onOutput;
     this.#spawn = spawnSettings({
       killGraceMs: options.settings.killGraceMs,
       nice: options.settings.taskNice,
@@ -156,6 +163,7 @@ export class TaskExecutor {
           const props = { ...context, stream, line, truncated };
           if (stream === "stdout") this.#taskLog.info("{handler} {stream}: {line}", props);
           else this.#taskLog.warn("{handler} {stream}: {line}", props);
+          this.#onOutput?.(job, stream, line, truncated);
         },
       };
       child = prewarmed
