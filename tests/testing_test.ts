@@ -78,3 +78,19 @@ Deno.test("one invoker keeps a warm process between tasks with isolation functio
   await cold.close();
   assertEquals(coldRuns.map((r) => (r.result as { calls: number }).calls), [1, 1]);
 });
+
+Deno.test("invoke runs a command function (an unchanged PHP worker) as production does", async () => {
+  const php = fileURLToPath(new URL("./fixtures/php/", import.meta.url));
+  const functions = parseFunctionConfig({
+    functions: {
+      word_count: { command: ["php", `${php}start.php`, "{name}.php", "offset={offset}"] },
+    },
+  }, "t");
+  const run = await invoke("word_count", { text: "a b a" }, {
+    settings,
+    functions,
+    hostEnv: { PATH: Deno.env.get("PATH") ?? "/usr/bin" },
+  });
+  assertEquals(run.outcome, "ok", run.reason);
+  assertEquals(run.output.map((o) => JSON.parse(o.line)), [{ words: 3, distinct: 2, offset: "0" }]);
+});
