@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { ADMIN_COMMANDS } from "./cli/admin.ts";
+import { HANDLER_COMMANDS } from "./cli/handler_commands.ts";
 import { describeConfig, OPTIONS, resolveConfig } from "./runner/config.ts";
 import { DelayError, enqueue, parseAt, parseDelay } from "./ops/enqueue.ts";
 import { loadFunctionConfig } from "./runner/function_config.ts";
@@ -26,6 +27,10 @@ Usage:
   main.ts run [options]                       consume the task topic and run handlers
   main.ts enqueue <handler> [json] [--key k]  produce one task (payload defaults to {})
           [--delay 10m | --at <ISO time|epoch ms>]  not before then (at most MAX_DELAY_MS ahead)
+${
+  Object.entries(HANDLER_COMMANDS).map(([name, c]) => `  main.ts ${name.padEnd(36)}${c.summary}`)
+    .join("\n")
+}
 ${
   Object.entries(ADMIN_COMMANDS).map(([name, c]) => `  main.ts ${name.padEnd(36)}${c.summary}`)
     .join("\n")
@@ -226,6 +231,8 @@ async function enqueueCommand(
 async function main(args: string[]): Promise<number> {
   const admin = ADMIN_COMMANDS[args[0]];
   if (admin) return await admin.run(args.slice(1));
+  const handlers = HANDLER_COMMANDS[args[0]];
+  if (handlers) return await handlers.run(args.slice(1));
   const { values, positionals } = parse(args);
   const [command = "help", ...rest] = positionals;
   const flags = Object.fromEntries(

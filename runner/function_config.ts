@@ -82,6 +82,21 @@ export interface FunctionConfig {
   concurrency?: KeyConcurrency;
   /** Starts per second (token bucket), per function or per key value. @default none */
   rateLimit?: RateLimit;
+
+  // Handlers (issue 14): a payload schema, and a program run instead of a Deno handler.
+  /**
+   * JSON Schema the payload must match, inline or the path of a `.json` file (relative paths
+   * are read from the config file's folder and stored here absolute). A payload that does not
+   * match ends `rejected` before any process starts. @default none
+   */
+  schema?: Record<string, unknown> | string;
+  /**
+   * Run this program instead of a Deno handler (the migration path from PHP workers): argv,
+   * the first entry the program, with `{name}`, `{topic}`, `{partition}`, `{offset}` and
+   * `{key}` replaced per task; the payload comes on stdin. It runs with the runner's OS user
+   * rights, not in Deno's sandbox. Task isolation only. @default none
+   */
+  command?: string[];
 }
 
 /**
@@ -105,6 +120,9 @@ export interface RateLimit {
   /** One bucket per key value instead of one per function. @default none */
   key?: FlowKeySpec;
 }
+
+/** Placeholders a `command` entry may hold, replaced per task. */
+export const COMMAND_PLACEHOLDERS = ["name", "topic", "partition", "offset", "key"] as const;
 
 /** Limits of the warm processes of one function. */
 export interface WarmLimits {
@@ -154,6 +172,8 @@ const KNOWN = new Set<string>([
   "warm",
   "prewarm",
   ...FLOW_KEYS,
+  "schema",
+  "command",
 ]);
 
 /** Environment names that change how a process (or the Deno in it) loads: opt-in only. */
@@ -257,6 +277,8 @@ export function parseFunctionConfig(content: unknown, source: string): FunctionC
           );
         }
         grants.prewarm = value as number;
+      } else if (key === "schema" || key === "command") {
+        parseHandlerFields(key, value, entry, at, source, grants, bad);
       } else {
         const [min, max] = key === "memoryMb" ? [16, 65_536] : [1, MAX_TIMER_MS];
         if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
@@ -274,6 +296,57 @@ export function parseFunctionConfig(content: unknown, source: string): FunctionC
     table.set(name, Object.freeze(grants));
   }
   return table;
+}
+
+/** Validate `schema` or `command` (issue 14) into `grants`. */
+function parseHandlerFields(
+  key: "schema" | "command",
+  value: unknown,
+  entry: Record<string, unknown>,
+  at: string,
+  source: string,
+  grants: FunctionConfig,
+  bad: (where: string, must: string, got: unknown) => never,
+): void {
+  if (key === "schema") {
+    if (typeof value === "string") {
+      if (!value.endsWith(".json")) bad(`${at}.schema`, "a path to a .json file", value);
+      grants.schema = posix.resolve(posix.dirname(posix.resolve(source)), value);
+    } else if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+      grants.schema = structuredClone(value as Record<string, unknown>);
+    } else {
+      bad(`${at}.schema`, "a JSON Schema object or a path to a .json file", value);
+    }
+    return;
+  }
+  if (
+    !Array.isArray(value) || value.length === 0 ||
+    value.some((v) => typeof v !== "string" || v === "")
+  ) {
+    bad(
+      `${at}.command`,
+      'a non-empty array of non-empty strings like ["php", "worker.php"]',
+      value,
+    );
+  }
+  const argv = value as string[];
+  const unknown = argv.flatMap((arg) => [...arg.matchAll(/\{(\w*)\}/g)].map((m) => m[1]))
+    .filter((name) => !(COMMAND_PLACEHOLDERS as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    bad(
+      `${at}.command`,
+      `free of placeholders other than ${COMMAND_PLACEHOLDERS.map((p) => `{${p}}`).join(", ")}`,
+      unknown.map((name) => `{${name}}`),
+    );
+  }
+  if (argv[0].includes("{")) bad(`${at}.command[0]`, "a program without placeholders", argv[0]);
+  if (entry.isolation === "function") {
+    bad(`${at}.command`, 'absent with isolation "function" (a command runs once per task)', argv);
+  }
+  if (typeof entry.prewarm === "number" && entry.prewarm > 0) {
+    bad(`${at}.command`, "absent with prewarm > 0 (a command is not prewarmed)", argv);
+  }
+  grants.command = [...argv];
 }
 
 /** `env` and `allowEnv` name no loader variable the operator did not accept in allowLoaderEnv. */

@@ -27,6 +27,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# php-cli runs the PHP workers of the `command` migration tests (tests/integration/handlers_test.ts).
+if ! command -v php >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "tests: installing php-cli (Debian) ..."
+  apt-get install -y -qq php-cli >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null && apt-get install -y -qq php-cli >/dev/null; }
+fi
+
 port="${TEST_BROKER_PORT:-39092}"
 started=0
 if [ -z "${KAFKA_BROKERS:-}" ]; then

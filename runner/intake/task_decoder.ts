@@ -11,6 +11,7 @@ import type { FunctionConfigTable } from "../function_config.ts";
 import { handlerFromHeaders, handlerPath } from "../handler_name.ts";
 import type { Task } from "../handler_types.ts";
 import { wireRejection } from "../kafka/record_headers.ts";
+import { PayloadSchemas } from "./payload_schema.ts";
 import type { TopicPartition } from "./topic_partition.ts";
 
 /** A task ready to run. */
@@ -18,7 +19,7 @@ export interface DecodedTask {
   handler: string;
   file: string;
   payload: Uint8Array;
-  /** The payload, parsed (once, here). */
+  /** The payload parsed from JSON, once, here (schema checks and flow-control keys read it). */
   json: unknown;
   /** What the handler receives besides the payload (and the attempt, set per run). */
   fields: Omit<Task, "payload" | "attempt">;
@@ -32,6 +33,8 @@ export interface DecodeOptions {
   functionsDir: string;
   /** Largest payload accepted. */
   maxPayloadBytes: number;
+  /** Functions run by a functions.json `command`: they have no handler file. @default none */
+  commandFunctions?: ReadonlySet<string>;
 }
 
 const DECODER = new TextDecoder();
@@ -92,7 +95,7 @@ function rejectWireFailure(message: KafkaMessage): void {
 
 /**
  * Decode `message`. The handler file must exist (checked now, so a file dropped in is used by
- * the next task without a restart), a symlink must stay inside the functions folder (see
+ * the next task without a restart; a function with a `command` has none), a symlink must stay inside the functions folder (see
  * {@link handlerFile}; `file` is then the real path), and the payload must be JSON within the
  * size limit.
  *
@@ -115,7 +118,9 @@ export function decodeTask(
       `missing header "${options.handlerHeader}" naming the handler`,
     );
   }
-  const file = handlerFile(options.functionsDir, handler);
+  const file = options.commandFunctions?.has(handler)
+    ? handlerPath(options.functionsDir, handler)
+    : handlerFile(options.functionsDir, handler);
   const payload = message.value ?? new Uint8Array();
   if (payload.length > options.maxPayloadBytes) {
     throw new TaskRejectedError(
@@ -151,21 +156,30 @@ export interface TaskDecoderOptions extends DecodeOptions {
   functions: FunctionConfigTable;
 }
 
-/** Decodes messages into tasks and names each handler's delivery rules (cached per handler). */
+/**
+ * Decodes messages into tasks, checks their payload against the function's schema, and names
+ * each handler's delivery rules (cached per handler).
+ */
 export class TaskDecoder implements TaskSource {
   readonly #options: DecodeOptions;
   readonly #functions: FunctionConfigTable;
+  readonly #schemas: PayloadSchemas;
   readonly #policies = new Map<string, DeliveryPolicy>();
 
+  /** @throws {FunctionsConfigError} when a function's payload schema cannot be read or compiled. */
   constructor(options: TaskDecoderOptions) {
     const { functions, ...decode } = options;
-    this.#options = decode;
+    const commands = [...functions].filter(([, config]) => config.command).map(([name]) => name);
+    this.#options = { ...decode, commandFunctions: new Set(commands) };
     this.#functions = functions;
+    this.#schemas = new PayloadSchemas(functions);
   }
 
   /** @throws {TaskRejectedError} saying what is wrong with the message. */
   decode(source: TopicPartition, message: KafkaMessage): DecodedTask {
-    return decodeTask(source.topic, source.partition, message, this.#options);
+    const task = decodeTask(source.topic, source.partition, message, this.#options);
+    this.#schemas.check(task.handler, task.json);
+    return task;
   }
 
   policyFor(handler: string): DeliveryPolicy {

@@ -16,6 +16,7 @@ import { handlerPath } from "../handler_name.ts";
 import { logger } from "../report/logging.ts";
 import { contextOf, type TaskObserver } from "../report/task_reporter.ts";
 import { type PrewarmedFunction, Prewarmer, type PrewarmEvent } from "./prewarm.ts";
+import { CommandSource } from "./command_source.ts";
 import type { ChildResult, ProcessScope, ProcessSource, RunningChild } from "./process_source.ts";
 import { type SpawnSettings, spawnSettings } from "./spawn_settings.ts";
 import { type PrewarmedProcess, Sandbox } from "./task_sandbox.ts";
@@ -36,6 +37,11 @@ export interface TaskExecutorOptions {
   hostEnv?: Readonly<Record<string, string>>;
   /** Told when a task's process cannot start. @default none */
   observer?: Pick<TaskObserver, "spawnFailed">;
+  /**
+   * Told of each output line of a job's task, besides the task log (`invoke` prints them).
+   * @default none
+   */
+  onOutput?: (job: Job, stream: "stdout" | "stderr", line: string, truncated: boolean) => void;
 }
 
 /**
@@ -56,8 +62,11 @@ export class TaskExecutor {
   readonly #cap: ConcurrencyCap;
   readonly #spawn: SpawnSettings;
   readonly #observer: TaskExecutorOptions["observer"];
+  readonly #onOutput: TaskExecutorOptions["onOutput"];
   /** Task mode: one fresh process per task. */
   readonly #sandbox: Sandbox;
+  /** Functions with a `command`: one process of that program per task, outside Deno's sandbox. */
+  readonly #commands: CommandSource;
   /** Task mode from processes started before their task (PREWARM, functions.json `prewarm`). */
   readonly #prewarmer: Prewarmer;
   /** Each function's process source, chosen at its first task. */
@@ -75,6 +84,7 @@ export class TaskExecutor {
     this.#functions = options.functions ?? new Map();
     this.#cap = options.cap;
     this.#observer = options.observer;
+    this.#onOutput = options.onOutput;
     this.#spawn = spawnSettings({
       killGraceMs: options.settings.killGraceMs,
       nice: options.settings.taskNice,
@@ -82,6 +92,7 @@ export class TaskExecutor {
       denoDir: Deno.env.get("DENO_DIR"),
     }, "sandbox");
     this.#sandbox = new Sandbox(this.#spawn);
+    this.#commands = new CommandSource(this.#spawn);
     this.#prewarmer = new Prewarmer({
       sandbox: this.#sandbox,
       pool: this.#cap,
@@ -153,6 +164,7 @@ export class TaskExecutor {
           // The line itself only in `line`: the formatters write it once (logging.ts).
           if (stream === "stdout") this.#taskLog.info("{handler} {stream}", props);
           else this.#taskLog.warn("{handler} {stream}", props);
+          this.#onOutput?.(job, stream, line, truncated);
         },
       };
       child = prewarmed
@@ -229,7 +241,9 @@ export class TaskExecutor {
   #sourceFor(handler: string, grants: FunctionConfig | undefined): ProcessSource {
     let source = this.#sources.get(handler);
     if (source) return source;
-    if (grants?.isolation === "function") {
+    if (grants?.command) {
+      source = this.#commands;
+    } else if (grants?.isolation === "function") {
       const warm = new WarmSandboxes({
         ...this.#spawn,
         ...grants.warm,
