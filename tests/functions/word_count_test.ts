@@ -16,7 +16,7 @@ Deno.test("word_count counts words, lines and the most frequent words", async ()
 Deno.test("word_count fails on a payload without text", async () => {
   const run = await invoke("word_count", { txt: "typo" });
   assertEquals(run.outcome, "failed");
-  assertEquals(run.reason, "exit 1: handler threw (see its stderr)");
+  assertEquals(run.reason, "exit 1: handler threw TypeError: payload.text must be a string");
   assertEquals(
     run.output.some((o) =>
       o.stream === "stderr" && o.line.includes("payload.text must be a string")
