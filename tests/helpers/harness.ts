@@ -3,7 +3,7 @@
  * lines parsed as they arrive, and producers (kafkajs and kcat) like other teams use.
  */
 import { fileURLToPath } from "node:url";
-import type { Admin, Kafka, Producer } from "kafkajs";
+import type { Admin, Kafka, KafkaMessage, Producer } from "kafkajs";
 import { createKafka, createProducer } from "../../runner/kafka/client.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -244,4 +244,32 @@ export async function kcatProduce(
   await writer.close();
   const { code, stderr } = await child.output();
   if (code !== 0) throw new Error(`kcat failed (${code}): ${new TextDecoder().decode(stderr)}`);
+}
+
+/**
+ * Read `count` messages of `topic` from the beginning (at most 20 s), through `kafka`.
+ * @param kafka the client to read with. @default the test broker's
+ */
+export async function readTopic(
+  topic: string,
+  count: number,
+  kafka: Kafka = testKafka(),
+): Promise<KafkaMessage[]> {
+  const consumer = kafka.consumer({ groupId: unique("reader"), maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  const messages: KafkaMessage[] = [];
+  const { promise, resolve } = Promise.withResolvers<void>();
+  await consumer.run({
+    eachMessage: ({ message }) => {
+      messages.push(message);
+      if (messages.length >= count) resolve();
+      return Promise.resolve();
+    },
+  });
+  const timer = setTimeout(resolve, 20_000);
+  await promise;
+  clearTimeout(timer);
+  await consumer.disconnect();
+  return messages;
 }

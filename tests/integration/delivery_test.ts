@@ -3,38 +3,14 @@
  * for byte, the result topic, and key ordering.
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import type { KafkaMessage } from "kafkajs";
-import { createKafka } from "../../runner/kafka/client.ts";
 import {
-  brokers,
   functionsConfig,
   kafkaClients,
   kcatProduce,
+  readTopic,
   RunnerProcess,
   unique,
 } from "../helpers/harness.ts";
-
-/** Read `count` messages of `topic` from the beginning. */
-async function readTopic(topic: string, count: number): Promise<KafkaMessage[]> {
-  const consumer = createKafka({ brokers: brokers().split(","), clientId: "tests" })
-    .consumer({ groupId: unique("reader"), maxWaitTimeInMs: 200 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  const messages: KafkaMessage[] = [];
-  const { promise, resolve } = Promise.withResolvers<void>();
-  await consumer.run({
-    eachMessage: ({ message }) => {
-      messages.push(message);
-      if (messages.length >= count) resolve();
-      return Promise.resolve();
-    },
-  });
-  const timer = setTimeout(resolve, 20_000);
-  await promise;
-  clearTimeout(timer);
-  await consumer.disconnect();
-  return messages;
-}
 
 const text = (v: Buffer | string | (Buffer | string)[] | undefined) => String(v);
 

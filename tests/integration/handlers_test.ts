@@ -4,14 +4,12 @@
  * process), and a command whose program is missing (a failed outcome naming it; the runner
  * goes on).
  */
-import type { KafkaMessage } from "kafkajs";
 import { fileURLToPath } from "node:url";
-import { createKafka } from "../../runner/kafka/client.ts";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import {
-  brokers,
   functionsConfig,
   kcatProduce,
+  readTopic,
   RunnerProcess,
   unique,
 } from "../helpers/harness.ts";
@@ -19,27 +17,6 @@ import {
 const PHP = fileURLToPath(new URL("../fixtures/php/", import.meta.url));
 /** The daemon's own invocation, as an operator writes it in functions.json. */
 const START = ["php", `${PHP}start.php`, "{name}.php", "offset={offset}"];
-
-async function readTopic(topic: string, count: number): Promise<KafkaMessage[]> {
-  const consumer = createKafka({ brokers: brokers().split(","), clientId: "tests" })
-    .consumer({ groupId: unique("reader"), maxWaitTimeInMs: 200 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  const messages: KafkaMessage[] = [];
-  const { promise, resolve } = Promise.withResolvers<void>();
-  await consumer.run({
-    eachMessage: ({ message }) => {
-      messages.push(message);
-      if (messages.length >= count) resolve();
-      return Promise.resolve();
-    },
-  });
-  const timer = setTimeout(resolve, 20_000);
-  await promise;
-  clearTimeout(timer);
-  await consumer.disconnect();
-  return messages;
-}
 
 Deno.test("an unchanged PHP worker runs as a command function, one outcome per task", async () => {
   const topic = unique("php");

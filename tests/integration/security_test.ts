@@ -5,8 +5,7 @@
  * setting, and no secret in any line any of them printed.
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import type { KafkaMessage } from "kafkajs";
-import { functionsConfig, ROOT, RunnerProcess, unique } from "../helpers/harness.ts";
+import { functionsConfig, readTopic, ROOT, RunnerProcess, unique } from "../helpers/harness.ts";
 import {
   plaintextKafka,
   type SecuredBroker,
@@ -32,34 +31,6 @@ async function enqueue(
     stderr: "piped",
   }).output();
   return { code: out.code, output: text.decode(out.stdout) + text.decode(out.stderr) };
-}
-
-/** Read `count` messages of `topic` through the broker's PLAINTEXT listener. */
-async function readTopic(
-  broker: SecuredBroker,
-  topic: string,
-  count: number,
-): Promise<KafkaMessage[]> {
-  const consumer = plaintextKafka(broker).consumer({
-    groupId: unique("reader"),
-    maxWaitTimeInMs: 200,
-  });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  const messages: KafkaMessage[] = [];
-  const { promise, resolve } = Promise.withResolvers<void>();
-  await consumer.run({
-    eachMessage: ({ message }) => {
-      messages.push(message);
-      if (messages.length >= count) resolve();
-      return Promise.resolve();
-    },
-  });
-  const timer = setTimeout(resolve, 20_000);
-  await promise;
-  clearTimeout(timer);
-  await consumer.disconnect();
-  return messages;
 }
 
 /** The environment as the command-line flags of the same options (flags > env). */
@@ -109,10 +80,10 @@ async function endToEnd(broker: SecuredBroker, env: Record<string, string>, secr
   assertEquals([ok.outcome, ok.resultTopic], ["ok", results]);
   const rejected = outcomes.find((o) => o.handler === "no_such")!;
   assertEquals([rejected.outcome, rejected.deadLetter], ["rejected", dlq]);
-  const [result] = await readTopic(broker, results, 1);
+  const [result] = await readTopic(results, 1, plaintextKafka(broker));
   assertEquals(String(result.key), "k-21");
   assertEquals(JSON.parse(String(result.value)).doubled, 42);
-  const [letter] = await readTopic(broker, dlq, 1);
+  const [letter] = await readTopic(dlq, 1, plaintextKafka(broker));
   assertEquals(String(letter.headers!["x-task-runner-outcome"]), "rejected");
   // The admin commands use the same settings.
   const lag = await runAdmin("lag", [
