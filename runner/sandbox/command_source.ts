@@ -13,12 +13,11 @@
  * that is not there is a `failed` outcome naming it.
  * @module
  */
-import { setPriority } from "node:os";
 import { SpawnError } from "../errors.ts";
 import type { FunctionConfig } from "../function_config.ts";
 import { ChildOutput } from "./child_output.ts";
 import { describeExit } from "./exit_words.ts";
-import { KillEscalation } from "./process_group.ts";
+import { KillEscalation, spawnInGroup } from "./process_group.ts";
 import type { ChildResult, ProcessSource, RunningChild, SandboxTask } from "./process_source.ts";
 import { type SpawnOptions, type SpawnSettings, spawnSettings } from "./spawn_settings.ts";
 
@@ -56,34 +55,13 @@ export class CommandSource implements ProcessSource {
           `functions.${task.handler}.command`,
       );
     }
-    const setsid = this.#settings.setsidPath;
-    const [file, args] = setsid === null
-      ? [program, argv.slice(1)]
-      : [setsid, [program, ...argv.slice(1)]];
-    let process: Deno.ChildProcess;
-    try {
-      process = new Deno.Command(file, {
-        args,
-        clearEnv: true,
-        env: commandEnv(task, this.#settings.hostEnv),
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-        detached: setsid === null,
-      }).spawn();
-    } catch (error) {
-      throw new SpawnError(
-        `cannot start command "${argv[0]}" of handler ${task.handler}: ${(error as Error).message}`,
-      );
-    }
-    if (this.#settings.nice > 0) {
-      try {
-        setPriority(process.pid, this.#settings.nice);
-      } catch {
-        // The start-up check (checkCanLowerPriority) makes this unlikely; it runs at the
-        // runner's priority then, which only costs the runner CPU.
-      }
-    }
+    const process = spawnInGroup(
+      this.#settings,
+      program,
+      argv.slice(1),
+      commandEnv(task, this.#settings.hostEnv),
+      `command "${argv[0]}" of handler ${task.handler}`,
+    );
     return run(process, this.#settings, task);
   }
 

@@ -30,7 +30,7 @@ export function spawnSandboxed(
   scope: SandboxScope,
   start: { loader: string; loaderArgs?: string[]; runtimeArgs?: string[]; what: string },
 ): Deno.ChildProcess {
-  const { denoPath: deno, setsidPath: setsid, nice } = settings;
+  const deno = settings.denoPath;
   const granted = sandboxArgs(scope, start.loader);
   const args = [
     ...granted.slice(0, -1),
@@ -39,7 +39,24 @@ export function spawnSandboxed(
     ...(start.loaderArgs ?? []),
   ];
   const env = sandboxEnv(scope, { denoDir: settings.denoDir, hostEnv: settings.hostEnv });
-  const [command, commandArgs] = setsid === null ? [deno, args] : [setsid, [deno, ...args]];
+  return spawnInGroup(settings, deno, args, env, start.what);
+}
+
+/**
+ * Start `program` with `args` and exactly `env` (nothing inherited) in a session and process
+ * group of its own, lowered to the settings' nice value: what {@link spawnSandboxed} does for a
+ * sandboxed Deno, for any program (a `command` function's). `what` names it in errors.
+ * @throws {SpawnError} naming `what` if the process cannot start or cannot be lowered.
+ */
+export function spawnInGroup(
+  settings: Pick<SpawnSettings, "setsidPath" | "nice">,
+  program: string,
+  args: string[],
+  env: Record<string, string>,
+  what: string,
+): Deno.ChildProcess {
+  const { setsidPath: setsid, nice } = settings;
+  const [command, commandArgs] = setsid === null ? [program, args] : [setsid, [program, ...args]];
   let process: Deno.ChildProcess;
   try {
     process = new Deno.Command(command, {
@@ -52,7 +69,7 @@ export function spawnSandboxed(
       detached: setsid === null,
     }).spawn();
   } catch (error) {
-    throw new SpawnError(`cannot start ${deno} for ${start.what}: ${(error as Error).message}`);
+    throw new SpawnError(`cannot start ${program} for ${what}: ${(error as Error).message}`);
   }
   if (nice > 0) {
     try {
@@ -60,7 +77,7 @@ export function spawnSandboxed(
     } catch (error) {
       discard(process);
       throw new SpawnError(
-        `cannot lower ${start.what} (pid ${process.pid}) to nice ${nice}: ` +
+        `cannot lower ${what} (pid ${process.pid}) to nice ${nice}: ` +
           `${(error as Error).message}; allow setpriority(2) or set TASK_NICE=0`,
       );
     }
