@@ -9,14 +9,13 @@ import type { RunnerConfig } from "./config.ts";
 import { ConcurrencyCap } from "./dispatch/concurrency_cap.ts";
 import { Dispatcher, type WaitObserver } from "./dispatch/dispatcher.ts";
 import type { WaitReason } from "./dispatch/flow_control.ts";
-import type { Executor } from "./dispatch/job.ts";
 import type { FunctionConfigTable } from "./function_config.ts";
 import { TaskConsumer } from "./intake/consumer.ts";
 import { TaskDecoder } from "./intake/task_decoder.ts";
 import { createProducer, ensureTopic } from "./kafka/client.ts";
 import { logger } from "./report/logging.ts";
 import { Publisher } from "./report/publisher.ts";
-import { positionOf, type RunnerState, TaskBoard } from "./report/task_board.ts";
+import { onBoard, type RunnerState, TaskBoard } from "./report/task_board.ts";
 import { type TaskObserver, TaskReporter } from "./report/task_reporter.ts";
 import { TaskExecutor } from "./sandbox/executor.ts";
 
@@ -46,35 +45,6 @@ export interface RunnerOptions {
   observer?: TaskObserver & Partial<WaitObserver>;
   /** Where running tasks and recent outcomes are kept for the console. @default a new one */
   board?: TaskBoard;
-}
-
-/** Wrap `executor` so that the board knows which tasks run (a map insert and delete each). */
-function onBoard(
-  executor: Executor,
-  board: TaskBoard,
-  timeoutOf: (handler: string) => number,
-): Executor {
-  return {
-    prepare: (job) => executor.prepare(job),
-    discard: (job) => executor.discard(job),
-    execute: async (job) => {
-      const key = job.message.key;
-      board.started({
-        handler: job.task.handler,
-        topic: job.topic,
-        partition: job.partition,
-        offset: job.message.offset,
-        key: key === null || key === undefined ? null : String(key).slice(0, 200),
-        attempt: job.attempt,
-        timeoutMs: timeoutOf(job.task.handler),
-      });
-      try {
-        return await executor.execute(job);
-      } finally {
-        board.stopped(positionOf({ ...job, offset: job.message.offset }));
-      }
-    },
-  };
 }
 
 /** A long-running task runner. Its state is read by the console ({@link RunnerState}). */

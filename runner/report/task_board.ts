@@ -6,6 +6,7 @@
  * has subscribed.
  * @module
  */
+import type { Executor } from "../dispatch/job.ts";
 import type { Outcome } from "./task_reporter.ts";
 import type { ThrownError } from "../sandbox/child/protocol.ts";
 
@@ -219,4 +220,33 @@ export const positionOf = (t: { topic: string; partition: number; offset: string
 function publicTask(entry: RunningTask & { output?: unknown; chars?: number }): RunningTask {
   const { output: _output, chars: _chars, ...task } = entry;
   return task;
+}
+
+/** Wrap `executor` so that the board knows which tasks run (a map insert and delete each). */
+export function onBoard(
+  executor: Executor,
+  board: TaskBoard,
+  timeoutOf: (handler: string) => number,
+): Executor {
+  return {
+    prepare: (job) => executor.prepare(job),
+    discard: (job) => executor.discard(job),
+    execute: async (job) => {
+      const key = job.message.key;
+      board.started({
+        handler: job.task.handler,
+        topic: job.topic,
+        partition: job.partition,
+        offset: job.message.offset,
+        key: key === null || key === undefined ? null : String(key).slice(0, 200),
+        attempt: job.attempt,
+        timeoutMs: timeoutOf(job.task.handler),
+      });
+      try {
+        return await executor.execute(job);
+      } finally {
+        board.stopped(positionOf({ ...job, offset: job.message.offset }));
+      }
+    },
+  };
 }
