@@ -9,8 +9,10 @@
  *    no ledger, no logs, no commits (bench/reference_bridge.ts).
  *
  * `--profile DIR` runs the runner with `--cpu-prof` and prints its top 10 frames by self time.
+ * `--console` runs the end-to-end part twice more, side by side: console off (no listener) and
+ * on with one headless Chromium showing its Overview page (live over SSE) for the whole run.
  *
- * `deno run -A bench/function_mode.ts [--tasks 20000] [--concurrency 16] [--profile DIR]`
+ * `deno run -A bench/function_mode.ts [--tasks 20000] [--concurrency 16] [--profile DIR] [--console]`
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     tasks: { type: "string", default: "20000" },
     concurrency: { type: "string", default: "16" },
     profile: { type: "string" },
+    console: { type: "boolean", default: false },
   },
 });
 const TASKS = Number(values.tasks);
@@ -92,7 +95,12 @@ interface EndToEnd {
 }
 
 /** 2. The runner, on `count` pre-produced tasks; its rate and CPU per task. */
-async function endToEnd(brokers: string, count: number, profileDir?: string): Promise<EndToEnd> {
+async function endToEnd(
+  brokers: string,
+  count: number,
+  profileDir?: string,
+  consolePort = 0,
+): Promise<EndToEnd> {
   const topic = unique("fnmode");
   await produce(brokers, topic, count);
   await using config = await functionsConfig({
@@ -110,11 +118,12 @@ async function endToEnd(brokers: string, count: number, profileDir?: string): Pr
       FUNCTIONS_DIR: FUNCTIONS,
       FUNCTIONS_CONFIG: config.path,
       LOG_FORMAT: "json",
-      METRICS_PORT: "0",
+      METRICS_PORT: String(consolePort),
     },
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
+  let browser: Promise<() => Promise<void>> | undefined;
   // Count outcome lines without parsing the rest: the bench must not be the bottleneck.
   let outcomes = 0;
   let joinedAt = 0;
@@ -128,6 +137,9 @@ async function endToEnd(brokers: string, count: number, profileDir?: string): Pr
     const lines = text.split("\n");
     tail = lines.pop()!;
     for (const line of lines) {
+      if (consolePort !== 0 && line.includes("console on") && !browser) {
+        browser = openConsole(`http://127.0.0.1:${consolePort}/`);
+      }
       if (joinedAt === 0 && line.includes("Joined group")) {
         joinedAt = performance.now();
         cpuAtJoin = cpuSeconds(child.pid);
@@ -142,12 +154,38 @@ async function endToEnd(brokers: string, count: number, profileDir?: string): Pr
   }
   const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
   const rssMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+  await (await browser)?.();
   child.kill("SIGTERM");
   await child.status;
   return {
     rate: count / ((doneAt - joinedAt) / 1000),
     cpuMsPerTask: ((cpuAtDone - cpuAtJoin) * 1000) / count,
     rssMb,
+  };
+}
+
+/** Headless Chromium on `url` (the console's Overview, live); resolves with how to close it. */
+async function openConsole(url: string): Promise<() => Promise<void>> {
+  const { default: puppeteer } = await import("puppeteer-core");
+  const profile = await Deno.makeTempDir({ prefix: "bench_chromium_" });
+  const browser = await puppeteer.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      `--user-data-dir=${profile}`,
+    ],
+  });
+  const page = await browser.newPage();
+  await page.goto(url);
+  return async () => {
+    await browser.close();
+    await Deno.remove(profile, { recursive: true });
   };
 }
 
@@ -206,6 +244,20 @@ row("runner CPU per task (user+sys / tasks)", `${fmt(e2e.cpuMsPerTask, 3)} ms`);
 row("runner peak RSS", `${fmt(e2e.rssMb)} MB`);
 row("reference bridge (eachBatch → one warm process, no ledger)", `${fmt(reference)} tasks/s`);
 row("ratio runner / reference bridge", fmt(e2e.rate / reference, 2));
+if (values.console) {
+  const port = 39_600 + Math.floor(Math.random() * 300);
+  const off = await endToEnd(brokers, TASKS);
+  const on = await endToEnd(brokers, TASKS, undefined, port);
+  row(
+    "console off: end to end / runner peak RSS",
+    `${fmt(off.rate)} tasks/s, ${fmt(off.rssMb)} MB`,
+  );
+  row(
+    "console on, one browser on it: end to end / peak RSS",
+    `${fmt(on.rate)} tasks/s, ${fmt(on.rssMb)} MB`,
+  );
+  row("ratio console on / off", fmt(on.rate / off.rate, 2));
+}
 if (values.profile) {
   console.log(`\ntop 10 frames of the runner by self time (${values.profile}):`);
   for (const line of topFrames(values.profile)) console.log(`  ${line}`);

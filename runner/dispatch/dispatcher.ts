@@ -443,8 +443,7 @@ export class Dispatcher {
       job,
       note ? { ...result, reason: `${result.reason}; ${note}` } : result,
     );
-    const state = this.#partitions.get(job);
-    state?.ledger.final(BigInt(job.message.offset));
+    const state = this.#partitions.finished(job, BigInt(job.message.offset));
     this.#releaseKey(job);
     if (state) this.#partitions.commit(job, state, false);
     this.#notify(); // room in the ledger for a batch that waits for it

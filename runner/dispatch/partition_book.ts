@@ -15,6 +15,8 @@ export interface PartitionState {
   commits: Promise<void>;
   /** Inherited offsets the last commit's metadata had no room for (reported on change). */
   dropped: number;
+  /** Offsets that reached their outcome here since the last commit that recorded them. */
+  readonly unrecorded: Set<bigint>;
 }
 
 /** Options of a {@link PartitionBook}. */
@@ -31,6 +33,8 @@ export interface PartitionBookOptions {
 export class PartitionBook {
   readonly #options: PartitionBookOptions;
   readonly #states = new PartitionMap<PartitionState>();
+  /** States forgotten after a failed commit, until their partition is read again. */
+  readonly #forgotten = new PartitionMap<PartitionState>();
   /** States being read from the group's committed offsets. */
   readonly #loading = new PartitionMap<Promise<PartitionState>>();
   /** The partitions of the last assignment (null before the first). */
@@ -42,6 +46,18 @@ export class PartitionBook {
 
   /** The state of `tp`, if it is held and read. */
   get(tp: TopicPartition): PartitionState | undefined {
+    return this.#states.get(tp);
+  }
+
+  /**
+   * `offset` of `tp` reached its outcome: mark it final in the partition's state, or, between
+   * a failed commit and the state being read again, in the forgotten one (whose finished
+   * offsets the new state takes over). Returns the current state, to commit, if there is one.
+   */
+  finished(tp: TopicPartition, offset: bigint): PartitionState | undefined {
+    const state = this.#states.get(tp) ?? this.#forgotten.get(tp);
+    state?.ledger.final(offset);
+    state?.unrecorded.add(offset);
     return this.#states.get(tp);
   }
 
@@ -61,6 +77,9 @@ export class PartitionBook {
     for (const tp of assigned) kept.set(tp, true);
     this.#assigned = kept;
     for (const [tp] of this.entries()) if (!kept.has(tp)) this.#states.delete(tp);
+    for (const [tp] of [...this.#forgotten.entries()]) {
+      if (!kept.has(tp)) this.#forgotten.delete(tp);
+    }
     for (const tp of assigned) this.load(tp).catch(() => {});
     return kept;
   }
@@ -69,6 +88,7 @@ export class PartitionBook {
   forget(tp: TopicPartition, state: PartitionState): boolean {
     if (this.#states.get(tp) !== state) return false;
     this.#states.delete(tp);
+    this.#forgotten.set(tp, state);
     return true;
   }
 
@@ -86,12 +106,20 @@ export class PartitionBook {
 
   async #read(tp: TopicPartition): Promise<PartitionState> {
     const ledger = new PartitionLedger(await this.#options.offsets.committed(tp));
-    const state: PartitionState = { ledger, commits: Promise.resolve(), dropped: 0 };
+    const state: PartitionState = {
+      ledger,
+      commits: Promise.resolve(),
+      dropped: 0,
+      unrecorded: new Set(),
+    };
     if (this.#assigned && !this.#assigned.has(tp)) return state; // revoked meanwhile
-    // Tasks this process started under an earlier state of the partition are its own.
+    // Tasks this process started under an earlier state of the partition are its own, and so
+    // are the ones that earlier state saw finish.
     for (const job of this.#options.startedHere(tp)) {
       ledger.adopt(BigInt(job.message.offset), job.policy.atMostOnce);
     }
+    for (const offset of this.#forgotten.get(tp)?.unrecorded ?? []) ledger.adoptFinished(offset);
+    this.#forgotten.delete(tp);
     // Started by the previous owner below its committed offset: never fetched again here.
     for (const lost of ledger.takeLostBelow()) {
       this.#options.reporter.skipped(tp, lost.toString(), true);
@@ -114,6 +142,7 @@ export class PartitionBook {
         return;
       }
       const commit = state.ledger.pendingCommit();
+      const recorded = [...state.unrecorded];
       if (!commit) return;
       if (commit.dropped !== state.dropped && commit.dropped > 0) {
         this.#options.reporter.metadataFull(tp, commit.dropped);
@@ -121,6 +150,7 @@ export class PartitionBook {
       state.dropped = commit.dropped;
       await this.#options.offsets.commit(tp, commit);
       state.ledger.committed(commit);
+      for (const offset of recorded) state.unrecorded.delete(offset);
     });
     state.commits = next;
     if (!strict) next.catch((error) => this.#options.reporter.commitFailed(tp, error as Error));

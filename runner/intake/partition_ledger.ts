@@ -255,6 +255,18 @@ export class PartitionLedger {
     this.#advance();
   }
 
+  /**
+   * Take over an offset an earlier state of this partition in this process saw finish, which
+   * no commit may have recorded (the commit that would have failed): it is not named lost, and
+   * it is skipped when fetched again. Call right after construction, before any {@link add}.
+   */
+  adoptFinished(offset: bigint): void {
+    const lost = this.#lostBelow.indexOf(offset);
+    if (lost >= 0) this.#lostBelow.splice(lost, 1);
+    if (this.#watermark !== null && offset < this.#watermark) return; // committed already
+    this.#inherited.set(offset, "finished");
+  }
+
   #track(offset: bigint, entry: Entry): void {
     this.#entries.set(offset, entry);
     if (entry.state === "final" && !entry.inherited) this.#active++;
