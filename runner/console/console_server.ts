@@ -6,7 +6,7 @@
  * while it is connected.
  * @module
  */
-import type { RunnerState } from "../report/task_board.ts";
+import { positionOf, type RunnerState } from "../report/task_board.ts";
 import { type ConsoleAccess, isLoopback } from "./console_access.ts";
 import type { ConsoleData } from "./console_data.ts";
 import type { Outcome } from "../report/task_reporter.ts";
@@ -46,6 +46,12 @@ const SECURITY_HEADERS = {
 };
 
 const OUTCOMES = new Set(["ok", "failed", "timeout", "rejected"]);
+
+/** How often live changes go to a connected page, in ms. */
+const BATCH_MS = 250;
+
+/** Outcomes one batch carries at most (the newest; the Recent page reloads the rest). */
+const MAX_BATCH_OUTCOMES = 50;
 
 /** The console's routes. {@link handle} answers null for paths that are not the console's. */
 export class ConsoleServer {
@@ -157,7 +163,10 @@ export class ConsoleServer {
     };
   }
 
-  /** Server-sent events: `started`, `stopped` (an attempt ended), `ended`, and `overview` every tick, while connected. */
+  /**
+   * Server-sent events while connected: `batch` (tasks started, stopped and ended since the last
+   * one, at most every {@link BATCH_MS}) and `overview` every tick.
+   */
   #events(request: Request): Response {
     const encoder = new TextEncoder();
     let close = () => {};
@@ -172,16 +181,40 @@ export class ConsoleServer {
             close();
           }
         };
-        const unsubscribe = this.#o.state.board.subscribe((e) =>
-          send(
-            e.kind,
-            e.kind === "started" ? e.task : e.kind === "stopped" ? e.position : e.outcome,
-          )
-        );
+        // Changes go out at most every BATCH_MS as one `batch` event (a task that starts and
+        // ends within it is sent once, as ended): the cost per task stays a map update here,
+        // and the page redraws a few times a second, whatever the task rate.
+        const started = new Map<string, unknown>();
+        const stopped = new Set<string>();
+        let ended: unknown[] = [];
+        let flush: ReturnType<typeof setTimeout> | undefined;
+        const flushSoon = () => {
+          flush ??= setTimeout(() => {
+            flush = undefined;
+            send("batch", { started: [...started.values()], stopped: [...stopped], ended });
+            started.clear();
+            stopped.clear();
+            ended = [];
+          }, BATCH_MS);
+        };
+        const unsubscribe = this.#o.state.board.subscribe((e) => {
+          if (e.kind === "started") {
+            const key = positionOf(e.task);
+            stopped.delete(key);
+            started.set(key, e.task);
+          } else if (e.kind === "stopped") {
+            if (!started.delete(e.position)) stopped.add(e.position);
+          } else {
+            ended.push(e.outcome);
+            if (ended.length > MAX_BATCH_OUTCOMES) ended = ended.slice(-MAX_BATCH_OUTCOMES);
+          }
+          flushSoon();
+        });
         const timer = setInterval(() => send("overview", this.#overview()), this.#o.tickMs ?? 2000);
         close = () => {
           unsubscribe();
           clearInterval(timer);
+          clearTimeout(flush);
           this.#streams.delete(end);
         };
         const end = () => {

@@ -393,20 +393,13 @@ function connect() {
   events.addEventListener("open", () => $("live").textContent = "live");
   events.addEventListener("error", () => $("live").textContent = "reconnecting…");
   events.addEventListener("overview", (e) => renderOverview(JSON.parse(e.data)));
-  events.addEventListener("started", (e) => {
-    const task = JSON.parse(e.data);
-    state.running.set(position(task), task);
+  events.addEventListener("batch", (e) => {
+    const { started, stopped, ended } = JSON.parse(e.data);
+    for (const task of started) state.running.set(position(task), task);
+    for (const key of stopped) state.running.delete(key);
+    for (const outcome of ended) state.running.delete(position(outcome));
     if (state.page === "running") renderRunning();
-  });
-  events.addEventListener("stopped", (e) => {
-    state.running.delete(JSON.parse(e.data));
-    if (state.page === "running") renderRunning();
-  });
-  events.addEventListener("ended", (e) => {
-    const outcome = JSON.parse(e.data);
-    state.running.delete(position(outcome));
-    if (state.page === "running") renderRunning();
-    if (state.page === "recent") loadRecent();
+    if (state.page === "recent" && ended.length > 0) loadRecent();
   });
 }
 
