@@ -257,6 +257,10 @@ if (values.console) {
     `${fmt(on.rate)} tasks/s, ${fmt(on.rssMb)} MB`,
   );
   row("ratio console on / off", fmt(on.rate / off.rate, 2));
+  row(
+    "runner CPU per task, console off / on",
+    `${fmt(off.cpuMsPerTask, 3)} / ${fmt(on.cpuMsPerTask, 3)} ms`,
+  );
 }
 if (values.profile) {
   console.log(`\ntop 10 frames of the runner by self time (${values.profile}):`);
