@@ -24,6 +24,7 @@ import { benchBrokers } from "./broker.ts";
 import { fmt } from "./stats.ts";
 import { functionsConfig, ROOT, runTaskArgs, unique } from "../tests/helpers/harness.ts";
 import { referenceBridge } from "./reference_bridge.ts";
+import { launchChromium } from "../tests/helpers/chromium.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -166,27 +167,10 @@ async function endToEnd(
 
 /** Headless Chromium on `url` (the console's Overview, live); resolves with how to close it. */
 async function openConsole(url: string): Promise<() => Promise<void>> {
-  const { default: puppeteer } = await import("puppeteer-core");
-  const profile = await Deno.makeTempDir({ prefix: "bench_chromium_" });
-  const browser = await puppeteer.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      `--user-data-dir=${profile}`,
-    ],
-  });
+  const { browser, close } = await launchChromium();
   const page = await browser.newPage();
   await page.goto(url);
-  return async () => {
-    await browser.close();
-    await Deno.remove(profile, { recursive: true });
-  };
+  return close;
 }
 
 /** Top frames by self time in the newest .cpuprofile of `dir`. */

@@ -17,7 +17,7 @@ import { SpawnError } from "../errors.ts";
 import type { FunctionConfig } from "../function_config.ts";
 import { ChildOutput } from "./child_output.ts";
 import { describeExit } from "./exit_words.ts";
-import { KillEscalation, spawnInGroup } from "./process_group.ts";
+import { KillEscalation, spawnInGroup, TaskStop } from "./process_group.ts";
 import type { ChildResult, ProcessSource, RunningChild, SandboxTask } from "./process_source.ts";
 import { type SpawnOptions, type SpawnSettings, spawnSettings } from "./spawn_settings.ts";
 
@@ -127,16 +127,7 @@ function findProgram(program: string, path: string): string | null {
 function run(process: Deno.ChildProcess, settings: SpawnSettings, task: SandboxTask): RunningChild {
   let alive = true;
   const kill = new KillEscalation(process.pid, settings.killGraceMs, () => alive);
-  let stopReason: { outcome: "failed" | "timeout"; why: string } | null = null;
-  const stop = (outcome: "failed" | "timeout", why: string) => {
-    if (stopReason) return;
-    stopReason = { outcome, why };
-    kill.terminate();
-  };
-  const timer = setTimeout(
-    () => stop("timeout", `after timeout ${task.timeoutMs} ms`),
-    task.timeoutMs,
-  );
+  const stopper = new TaskStop(kill, task.timeoutMs);
   const output = new ChildOutput(process, settings.output);
   // A nonce no program prints: a command has no result line, every stderr line is its own.
   output.attach(crypto.randomUUID(), task.onOutput ?? (() => {}));
@@ -152,7 +143,7 @@ function run(process: Deno.ChildProcess, settings: SpawnSettings, task: SandboxT
   const done = Promise.all([writeInput(), output.ended, process.status]).then(
     ([, droppedBytes, status]): ChildResult => {
       alive = false;
-      clearTimeout(timer);
+      const stopReason = stopper.ended();
       kill.ended(true); // whatever it started holds the pipes; its group goes with it
       const signal = status.signal;
       const base = { code: status.code, signal, droppedBytes };
@@ -170,9 +161,6 @@ function run(process: Deno.ChildProcess, settings: SpawnSettings, task: SandboxT
   return {
     pid: process.pid,
     done,
-    stop: (why, force = false) => {
-      stop("failed", why);
-      if (force) kill.kill();
-    },
+    stop: (why, force = false) => stopper.stop("failed", why, force),
   };
 }

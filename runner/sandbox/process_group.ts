@@ -162,6 +162,47 @@ export class KillEscalation {
   }
 }
 
+/** Why a task's process was stopped before it ended by itself. */
+export interface StopReason {
+  outcome: "failed" | "timeout";
+  /** `after timeout 30000 ms`, `at shutdown, …`. */
+  why: string;
+}
+
+/**
+ * A task's deadline and the first reason it was stopped: at `timeoutMs` the task is stopped as
+ * a `timeout`, and {@link stop} (shutdown, eviction) as `failed`; either way through `kill`,
+ * once. Every process source uses this for its tasks.
+ */
+export class TaskStop {
+  readonly #kill: KillEscalation;
+  readonly #timer: ReturnType<typeof setTimeout>;
+  #reason: StopReason | null = null;
+
+  constructor(kill: KillEscalation, timeoutMs: number) {
+    this.#kill = kill;
+    this.#timer = setTimeout(
+      () => this.stop("timeout", `after timeout ${timeoutMs} ms`),
+      timeoutMs,
+    );
+  }
+
+  /** Stop the task for `why` (the first reason wins); `force`: SIGKILL now. */
+  stop(outcome: StopReason["outcome"], why: string, force = false): void {
+    if (!this.#reason) {
+      this.#reason = { outcome, why };
+      this.#kill.terminate();
+    }
+    if (force) this.#kill.kill();
+  }
+
+  /** The process has exited: no deadline any more. Returns why it was stopped, if it was. */
+  ended(): StopReason | null {
+    clearTimeout(this.#timer);
+    return this.#reason;
+  }
+}
+
 /** Kill a process that will not be used, and release its pipes. */
 function discard(process: Deno.ChildProcess): void {
   try {

@@ -17,7 +17,7 @@ import { SpawnError } from "../errors.ts";
 import { type Envelope, EXIT } from "./child/protocol.ts";
 import { describeExit, describeStatus } from "./exit_words.ts";
 import { ChildOutput } from "./child_output.ts";
-import { KillEscalation, spawnSandboxed } from "./process_group.ts";
+import { KillEscalation, spawnSandboxed, TaskStop } from "./process_group.ts";
 import type {
   ChildResult,
   ProcessScope,
@@ -182,16 +182,7 @@ function run(
   kill: KillEscalation,
   task: SandboxTask,
 ): RunningChild {
-  let stopReason: { outcome: "failed" | "timeout"; why: string } | null = null;
-  const stop = (outcome: "failed" | "timeout", why: string) => {
-    if (stopReason) return;
-    stopReason = { outcome, why };
-    kill.terminate();
-  };
-  const timeoutTimer = setTimeout(
-    () => stop("timeout", `after timeout ${task.timeoutMs} ms`),
-    task.timeoutMs,
-  );
+  const stopper = new TaskStop(kill, task.timeoutMs);
 
   const nonce = crypto.randomUUID();
   const envelope: Envelope = {
@@ -220,7 +211,7 @@ function run(
     output.ended,
     process.status,
   ]).then(([, droppedBytes, status]): ChildResult => {
-    clearTimeout(timeoutTimer);
+    const stopReason = stopper.ended();
     kill.ended((task.grants?.allowRun?.length ?? 0) > 0);
     const signal = status.signal;
     const base = { code: status.code, signal, droppedBytes };
@@ -243,9 +234,6 @@ function run(
   return {
     pid: process.pid,
     done,
-    stop: (why, force = false) => {
-      stop("failed", why);
-      if (force) kill.kill();
-    },
+    stop: (why, force = false) => stopper.stop("failed", why, force),
   };
 }

@@ -1,5 +1,5 @@
 /** The parts of flow control: functions.json validation, key values, token buckets, not-before. */
-import { assert, assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { FakeClock } from "../helpers/fake_clock.ts";
 import { parseFunctionConfig } from "../../runner/function_config.ts";
 import { FunctionsConfigError, TaskRejectedError } from "../../runner/errors.ts";
@@ -7,23 +7,6 @@ import { flowKeyValue, MISSING_KEY } from "../../runner/dispatch/key_concurrency
 import { RateLimiter, TokenBucket } from "../../runner/dispatch/rate_limiter.ts";
 import { delayMs, parseNotBefore } from "../../runner/dispatch/delays.ts";
 import type { DecodedTask } from "../../runner/intake/task_decoder.ts";
-
-/** The error `fn` throws, checked to be a `type` whose message has `includes`. */
-function assertThrows<E extends Error>(
-  fn: () => unknown,
-  // deno-lint-ignore no-explicit-any
-  type: new (...args: any[]) => E,
-  includes = "",
-): E {
-  try {
-    fn();
-  } catch (error) {
-    assert(error instanceof type, `expected ${type.name}, got ${error}`);
-    assert(error.message.includes(includes), error.message);
-    return error;
-  }
-  throw new Error("expected an error, got none");
-}
 
 const parse = (fn: unknown) => parseFunctionConfig({ functions: { f: fn } }, "functions.json");
 const refused = (fn: unknown, includes: string) => {

@@ -19,3 +19,19 @@ export function assertEquals<T>(
 export function assertMatch(text: string, pattern: RegExp, message?: string): void {
   assertStrict.match(text, pattern, message);
 }
+
+/** `fn` throws an instance of `type` whose message includes `includes`; returns the error. */
+export function assertThrows<E extends Error>(
+  fn: () => unknown,
+  type: new (...args: never[]) => E,
+  includes = "",
+): E {
+  try {
+    fn();
+  } catch (error) {
+    assert(error instanceof type, `expected ${type.name}, got ${error}`);
+    assert(error.message.includes(includes), `"${error.message}" lacks "${includes}"`);
+    return error;
+  }
+  throw new Error(`expected ${type.name}, nothing was thrown`);
+}

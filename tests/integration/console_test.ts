@@ -5,7 +5,8 @@
  * a handler name that carry markup stay inert text; replay is refused without the token and
  * works with it; screenshots go to docs/screenshots/.
  */
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Page } from "puppeteer-core";
+import { launchChromium } from "../helpers/chromium.ts";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { functionsConfig, kcatProduce, ROOT, RunnerProcess, unique } from "../helpers/harness.ts";
 
@@ -43,7 +44,6 @@ async function clickRow(page: Page, table: string, text: string, inner = "td") {
   );
 }
 
-const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 const XSS = "<img src=x onerror=alert(1)>";
 const TOKEN = "console-token-for-the-browser-test";
 
@@ -52,24 +52,6 @@ function freePort(): number {
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
   return port;
-}
-
-async function launch(): Promise<{ browser: Browser; profile: string }> {
-  const profile = await Deno.makeTempDir({ prefix: "console_test_chromium_" });
-  const browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      `--user-data-dir=${profile}`,
-    ],
-  });
-  return { browser, profile };
 }
 
 /** The visible text of the element matched by `selector`. */
@@ -106,7 +88,7 @@ Deno.test("the console shows running tasks, outcomes and dead letters, and repla
     LOG_LEVEL: "info",
   });
   await runner.ready();
-  const { browser, profile } = await launch();
+  const { browser, close } = await launchChromium();
   const dialogs: string[] = [];
   try {
     const page = await browser.newPage();
@@ -229,8 +211,7 @@ Deno.test("the console shows running tasks, outcomes and dead letters, and repla
     assertEquals(forged.status, 403);
     assertMatch((await forged.json()).error, /CSRF/);
   } finally {
-    await browser.close();
-    await Deno.remove(profile, { recursive: true });
+    await close();
     await Deno.remove(tokenFile);
   }
 });

@@ -3,7 +3,7 @@
  * files (`$CREDENTIALS_DIRECTORY`), masking, the kafkajs options built, OAUTHBEARER token
  * refresh on a fake clock, and what a listener probe's findings say about certificates.
  */
-import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../helpers/assert.ts";
 import { describeConfig, OPTIONS, resolveConfig } from "../../runner/config.ts";
 import { ConfigError, KafkaSecurityError } from "../../runner/errors.ts";
 import {
@@ -18,22 +18,6 @@ import { interpretProbe } from "../../runner/kafka/security_check.ts";
 import type { ListenerReport } from "../../runner/kafka/listener_probe.ts";
 
 const settings = (s: Partial<SecuritySettings>): SecuritySettings => ({ ...PLAINTEXT, ...s });
-
-/** `fn` throws an instance of `type` whose message includes `includes`; returns it. */
-function assertThrows<E extends Error>(
-  fn: () => unknown,
-  type: new (...args: never[]) => E,
-  includes = "",
-): E {
-  try {
-    fn();
-  } catch (error) {
-    assert(error instanceof type, `expected ${type.name}, got ${error}`);
-    assert(error.message.includes(includes), `"${error.message}" lacks "${includes}"`);
-    return error;
-  }
-  throw new Error(`expected ${type.name}, nothing was thrown`);
-}
 
 Deno.test("every security setting is a row of OPTIONS, env KAFKA_..., defaults to unset", () => {
   const envs = [
