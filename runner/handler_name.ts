@@ -75,3 +75,11 @@ export function handlerFromHeaders(
   }
   return distinct[0] ?? null;
 }
+
+/**
+ * A cheap fingerprint of a handler file from its stat (or the lstat of a regular file): mtime,
+ * size and inode. A new one means processes started from the old file must not take new tasks.
+ */
+export function versionOf(info: Deno.FileInfo): string {
+  return `${info.mtime?.getTime()}:${info.size}:${info.ino}`;
+}

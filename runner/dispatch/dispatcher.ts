@@ -254,6 +254,8 @@ export class Dispatcher {
         startAt: delay > 0 ? this.#clock.now() + delay : 0,
         waitingSince: fetchedAt,
       };
+      // Read for the last time by the flow keys: a big payload is not held twice while it runs.
+      task.json = undefined;
       const key = this.#keyOf(job);
       const keyBusy = key !== null && this.#keys.busy(key);
       let admitted: Slot | Held = keyBusy || delay > 0 ? { reason: "cap" } : this.#admit(job);

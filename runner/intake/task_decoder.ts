@@ -8,7 +8,7 @@ import { type DeliveryPolicy, deliveryPolicy } from "../dispatch/delivery_policy
 import type { TaskSource } from "../dispatch/job.ts";
 import { TaskRejectedError } from "../errors.ts";
 import type { FunctionConfigTable } from "../function_config.ts";
-import { handlerFromHeaders, handlerPath } from "../handler_name.ts";
+import { handlerFromHeaders, handlerPath, versionOf } from "../handler_name.ts";
 import type { Task } from "../handler_types.ts";
 import { wireRejection } from "../kafka/record_headers.ts";
 import { PayloadSchemas } from "./payload_schema.ts";
@@ -18,8 +18,17 @@ import type { TopicPartition } from "./topic_partition.ts";
 export interface DecodedTask {
   handler: string;
   file: string;
+  /**
+   * The handler file's fingerprint when this message was decoded ({@link versionOf}); a warm
+   * sandbox compares it with its processes' instead of taking a stat of its own. None for a
+   * `command` function.
+   */
+  fileVersion?: string;
   payload: Uint8Array;
-  /** The payload parsed from JSON, once, here (schema checks and flow-control keys read it). */
+  /**
+   * The payload parsed from JSON, once, here (schema checks and flow-control keys read it); the
+   * dispatcher drops it once the flow keys are read.
+   */
   json: unknown;
   /** What the handler receives besides the payload (and the attempt, set per run). */
   fields: Omit<Task, "payload" | "attempt">;
@@ -53,14 +62,16 @@ const NEVER_HANDLERS = ["/proc", "/dev", "/sys"];
  * symlink is followed only when its real path stays inside the functions folder, and never
  * into /proc, /dev or /sys: the read grant covers the real path, so a link could read anything.
  * Hot path: a regular file costs one lstat (as a stat did before); only a symlink costs more.
+ * Returns the real path and the file's fingerprint ({@link versionOf}).
  * @throws {TaskRejectedError} when there is no such file, or the link leads elsewhere.
  */
-function handlerFile(functionsDir: string, name: string): string {
+function handlerFile(functionsDir: string, name: string): { real: string; version: string } {
   const file = handlerPath(functionsDir, name);
   const unknown = () => new TaskRejectedError(`unknown handler ${name}: no file ${file}`);
   let real = file;
+  let info: Deno.FileInfo;
   try {
-    const info = Deno.lstatSync(file);
+    info = Deno.lstatSync(file);
     if (info.isSymlink) {
       real = Deno.realPathSync(file);
       const dir = Deno.realPathSync(functionsDir);
@@ -73,7 +84,8 @@ function handlerFile(functionsDir: string, name: string): string {
             `only links that stay inside ${dir} are run`,
         );
       }
-      if (!Deno.statSync(real).isFile) throw unknown();
+      info = Deno.statSync(real);
+      if (!info.isFile) throw unknown();
     } else if (!info.isFile) {
       throw unknown();
     }
@@ -81,7 +93,7 @@ function handlerFile(functionsDir: string, name: string): string {
     if (error instanceof Deno.errors.NotFound) throw unknown();
     throw error;
   }
-  return real;
+  return { real, version: versionOf(info) };
 }
 
 /**
@@ -118,8 +130,8 @@ export function decodeTask(
       `missing header "${options.handlerHeader}" naming the handler`,
     );
   }
-  const file = options.commandFunctions?.has(handler)
-    ? handlerPath(options.functionsDir, handler)
+  const { real: file, version: fileVersion } = options.commandFunctions?.has(handler)
+    ? { real: handlerPath(options.functionsDir, handler), version: undefined }
     : handlerFile(options.functionsDir, handler);
   const payload = message.value ?? new Uint8Array();
   if (payload.length > options.maxPayloadBytes) {
@@ -137,6 +149,7 @@ export function decodeTask(
   return {
     handler,
     file,
+    ...(fileVersion === undefined ? {} : { fileVersion }),
     payload,
     json,
     fields: {

@@ -100,18 +100,43 @@ const PRIORITY: Record<string, number> = {
   fatal: 2,
 };
 
+/** A sink of {@link lineSink}, with what it still holds. */
+interface LineSink {
+  (record: LogRecord): void;
+  /** Write what is held now. */
+  flush(): void;
+}
+
+/** Bytes a {@link lineSink} holds at most before it writes them. */
+const HELD_BYTES = 65_536;
+
 /**
- * A sink that writes whole lines synchronously, so nothing is lost when the process exits.
- * Under systemd (stdout connected to the journal) each line starts with its syslog priority,
- * so that `journalctl -p warning` works.
+ * A sink that writes whole lines synchronously. Lines logged in one turn of the event loop go
+ * out in one write at its end (under load, one write for many task outcomes instead of one
+ * each); a warning or an error, and the lines before it, are written at once, and so is
+ * everything held when the process exits (`unload`) or logging is undone. Under systemd (stdout
+ * connected to the journal) each line starts with its syslog priority, so that
+ * `journalctl -p warning` works.
  */
-function lineSink(formatter: TextFormatter, journal: boolean): (record: LogRecord) => void {
+function lineSink(formatter: TextFormatter, journal: boolean): LineSink {
   const encoder = new TextEncoder();
-  return (record) => {
-    const line = formatter(record);
-    let bytes = encoder.encode(journal ? `<${PRIORITY[record.level] ?? 6}>${line}` : line);
+  let held = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (held === "") return;
+    let bytes = encoder.encode(held);
+    held = "";
     while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
   };
+  const sink = (record: LogRecord) => {
+    const line = formatter(record);
+    held += journal ? `<${PRIORITY[record.level] ?? 6}>${line}` : line;
+    if (PRIORITY[record.level] < PRIORITY.info || held.length >= HELD_BYTES) flush();
+    else timer ??= setTimeout(flush, 0);
+  };
+  return Object.assign(sink, { flush });
 }
 
 /**
@@ -150,16 +175,14 @@ export function routeProcessWarnings(): () => void {
 export async function setUpLogging(options: LoggingOptions = {}): Promise<() => Promise<void>> {
   const format = options.format ?? "auto";
   const pretty = format === "pretty" || (format === "auto" && Deno.stdout.isTerminal());
+  const out = lineSink(
+    pretty ? prettyFormatter : jsonLineFormatter,
+    // systemd sets JOURNAL_STREAM when stdout goes to the journal.
+    Deno.env.get("JOURNAL_STREAM") !== undefined,
+  );
   await configure({
     reset: true,
-    sinks: {
-      out: lineSink(
-        pretty ? prettyFormatter : jsonLineFormatter,
-        // systemd sets JOURNAL_STREAM when stdout goes to the journal.
-        Deno.env.get("JOURNAL_STREAM") !== undefined,
-      ),
-      tap: options.tap ?? (() => {}),
-    },
+    sinks: { out, tap: options.tap ?? (() => {}) },
     loggers: [
       {
         category: [ROOT],
@@ -170,8 +193,11 @@ export async function setUpLogging(options: LoggingOptions = {}): Promise<() => 
     ],
   });
   const unroute = routeProcessWarnings();
+  globalThis.addEventListener("unload", out.flush);
   return async () => {
     unroute();
+    globalThis.removeEventListener("unload", out.flush);
+    out.flush();
     await reset();
   };
 }

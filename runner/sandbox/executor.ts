@@ -158,6 +158,7 @@ export class TaskExecutor {
         ...scope,
         task: { ...job.task.fields, attempt: job.attempt },
         payload: job.task.payload,
+        fileVersion: job.task.fileVersion,
         timeoutMs: scope.grants?.timeoutMs ?? this.#settings.taskTimeoutMs,
         onOutput: (stream: "stdout" | "stderr", line: string, truncated: boolean) => {
           const props = { ...context, stream, line, truncated };
@@ -182,17 +183,19 @@ export class TaskExecutor {
       };
     }
     this.#live.add(child);
-    this.#taskLog.debug("Started {handler} pid {pid}, {running} running", {
+    const handedAt = performance.now();
+    // Lazy: at the default level this line is not written, and its fields cost nothing.
+    this.#taskLog.debug("Started {handler} pid {pid}, {running} running", () => ({
       ...context,
       pid: child.pid,
       attempt: job.attempt,
       running: this.#cap.running,
       // Runner overhead from slot to spawn, from slot to the task handed over (an at-most-once
       // commit included), and time spent waiting for a slot.
-      dispatchMs: (prewarmed?.at ?? performance.now()) - job.readyAt,
-      handoverMs: performance.now() - job.readyAt,
+      dispatchMs: (prewarmed?.at ?? handedAt) - job.readyAt,
+      handoverMs: handedAt - job.readyAt,
       queuedMs: job.readyAt - job.fetchedAt,
-    });
+    }));
     const result = await child.done;
     this.#live.delete(child);
     return { ...result, durationMs: performance.now() - started };

@@ -57,7 +57,7 @@ export async function pumpLines(
     cut = false;
   };
 
-  for await (const chunk of stream) {
+  for await (const chunk of chunks(stream)) {
     bytes += chunk.length;
     let start = 0;
     while (start < chunk.length) {
@@ -83,6 +83,36 @@ export async function pumpLines(
   }
   if (length > 0 || cut) flush();
   return { bytes, droppedBytes: dropped };
+}
+
+/** Bytes read at most per read of a byte stream; the buffer is reused from read to read. */
+const READ_BYTES = 16_384;
+
+/**
+ * The chunks of `stream`. A byte stream (a child's stdout or stderr) is read into one buffer
+ * that each read hands back, instead of a new 64 KiB buffer per read that lives until the next
+ * garbage collection: at thousands of small reads per second those buffers were most of the
+ * runner's memory churn. Each chunk is valid until the next one is taken.
+ */
+async function* chunks(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = stream.getReader({ mode: "byob" });
+  } catch {
+    yield* stream; // not a byte stream
+    return;
+  }
+  try {
+    let buffer = new ArrayBuffer(READ_BYTES);
+    while (true) {
+      const { value, done } = await reader.read(new Uint8Array(buffer));
+      if (done || !value) return;
+      yield value;
+      buffer = value.buffer;
+    }
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 /** Bytes of `text` in UTF-8, without encoding it. */

@@ -4,6 +4,7 @@
  * prewarmed children and warm sandboxes, so that every mode allows exactly the same.
  * @module
  */
+import { versionOf } from "../handler_name.ts";
 import { getPriority, homedir, setPriority } from "node:os";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
@@ -114,8 +115,7 @@ export function checkCanLowerPriority(nice: number): void {
  */
 export function fileVersion(file: string): { version: string; error?: Error } {
   try {
-    const info = Deno.statSync(file);
-    return { version: `${info.mtime?.getTime()}:${info.size}:${info.ino}` };
+    return { version: versionOf(Deno.statSync(file)) };
   } catch (error) {
     return { version: `unreadable: ${(error as Error).message}`, error: error as Error };
   }

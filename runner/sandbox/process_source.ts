@@ -23,6 +23,11 @@ export interface SandboxTask extends ProcessScope {
   payload: Uint8Array;
   /** Time the task may run. */
   timeoutMs: number;
+  /**
+   * The handler file's fingerprint from when the task was decoded (`versionOf` of
+   * permissions.ts): warm sandboxes use it instead of a stat of their own. @default taken now
+   */
+  fileVersion?: string;
   /** Operator grants for this function. */
   grants?: Readonly<FunctionConfig>;
   /** Called for each output line of the task. */

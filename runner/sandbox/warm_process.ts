@@ -190,36 +190,38 @@ export class WarmProcess {
   }
 
   /**
-   * Frames go out in order, one write at a time: frames that arrive while a write is in flight
-   * leave together in the next one (under load, one pipe write for many tasks instead of one
-   * each; at light load a frame is written at once).
+   * Frames go out in order, one write at a time. A frame waits for the end of the current
+   * microtask checkpoint, and for a write in flight: frames sent meanwhile leave together (a
+   * batch of launches after one commit is one pipe write per process, not one per task; at light
+   * load a frame still leaves at once).
    */
   #write(bytes: Uint8Array): void {
-    if (this.#writing) {
-      this.#pending.push(bytes);
-      return;
-    }
+    this.#pending.push(bytes);
+    if (this.#writing) return;
     this.#writing = true;
-    // A failed write means the process is gone; its exit status tells the tasks why.
-    this.#writer.write(bytes).then(() => this.#drain(), () => this.#drain());
+    queueMicrotask(() => this.#flush());
   }
 
-  #drain(): void {
-    this.#writing = false;
-    if (this.#pending.length === 0) {
+  #flush(): void {
+    const frames = this.#pending.splice(0);
+    if (frames.length === 0) {
+      this.#writing = false;
       if (this.#closeInput) this.#writer.close().catch(() => {});
       return;
     }
-    const frames = this.#pending.splice(0);
-    let length = 0;
-    for (const frame of frames) length += frame.length;
-    const bytes = new Uint8Array(length);
-    let at = 0;
-    for (const frame of frames) {
-      bytes.set(frame, at);
-      at += frame.length;
+    let bytes = frames[0];
+    if (frames.length > 1) {
+      let length = 0;
+      for (const frame of frames) length += frame.length;
+      bytes = new Uint8Array(length);
+      let at = 0;
+      for (const frame of frames) {
+        bytes.set(frame, at);
+        at += frame.length;
+      }
     }
-    this.#write(bytes);
+    // A failed write means the process is gone; its exit status tells the tasks why.
+    this.#writer.write(bytes).then(() => this.#flush(), () => this.#flush());
   }
 
   /** Close stdin once every frame written so far is out. */

@@ -116,7 +116,8 @@ export class WarmSandboxes implements ProcessSource {
     const key = poolKey(task);
     const now = Date.now();
     let best: WarmProcess | null = null;
-    for (const process of [...(this.#pools.get(key) ?? [])]) {
+    // Retiring one replaces the pool's array (onRetire), so this one can be walked as it is.
+    for (const process of this.#pools.get(key) ?? []) {
       if (process.version !== version) process.retire("fileChanged");
       else if (now - process.startedAt >= this.#maxAgeMs) process.retire("maxAge");
       else if (process.load < this.#concurrency && (!best || process.load < best.load)) {
@@ -172,6 +173,7 @@ function poolKey(task: SandboxTask): string {
 
 /** A cheap fingerprint of the handler file: a new one means a new process. */
 function taskFileVersion(task: SandboxTask): string {
+  if (task.fileVersion !== undefined) return task.fileVersion;
   const { version, error } = fileVersion(task.file);
   if (error) {
     throw new SpawnError(`cannot run handler ${task.handler}: ${task.file}: ${error.message}`);
