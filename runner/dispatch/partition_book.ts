@@ -13,10 +13,21 @@ export interface PartitionState {
   readonly ledger: PartitionLedger;
   /** The last commit in the chain. */
   commits: Promise<void>;
+  /** The commit queued behind the chain and not begun yet, which later callers share. */
+  queued: QueuedCommit | null;
   /** Inherited offsets the last commit's metadata had no room for (reported on change). */
   dropped: number;
   /** Offsets that reached their outcome here since the last commit that recorded them. */
   readonly unrecorded: Set<bigint>;
+}
+
+/** A commit not begun yet: it takes the state when it begins, so every caller until then shares it. */
+interface QueuedCommit {
+  promise: Promise<void>;
+  /** A caller waits for it before starting tasks: fail it if the partition is gone. */
+  strict: boolean;
+  /** A caller does not wait for it: report its failure. */
+  lenient: boolean;
 }
 
 /** Options of a {@link PartitionBook}. */
@@ -109,6 +120,7 @@ export class PartitionBook {
     const state: PartitionState = {
       ledger,
       commits: Promise.resolve(),
+      queued: null,
       dropped: 0,
       unrecorded: new Set(),
     };
@@ -129,31 +141,44 @@ export class PartitionBook {
   }
 
   /**
-   * Commit what `state` says now. Commits are chained per partition and each takes the latest
-   * state, so they coalesce. `strict`: the caller waits for it and must not start tasks if it
-   * fails (a partition no longer held fails it too); otherwise a failure is reported and the
-   * next commit carries the state.
+   * Commit what `state` says now. Commits are chained per partition and each takes the state
+   * when it begins, so the calls made while one is on its way share the next one (one snapshot
+   * and one round trip for many task ends). `strict`: the caller waits for it and must not start
+   * tasks if it fails (a partition no longer held fails it too); otherwise a failure is reported
+   * and the next commit carries the state.
    */
   commit(tp: TopicPartition, state: PartitionState, strict: boolean): Promise<void> {
-    const next = state.commits.catch(() => {}).then(async () => {
-      if (this.#states.get(tp) !== state) {
-        // Revoked (or read again) meanwhile: tasks waiting for this commit must not start.
-        if (strict) throw new PartitionGoneError(tp);
-        return;
-      }
-      const commit = state.ledger.pendingCommit();
-      const recorded = [...state.unrecorded];
-      if (!commit) return;
-      if (commit.dropped !== state.dropped && commit.dropped > 0) {
-        this.#options.reporter.metadataFull(tp, commit.dropped);
-      }
-      state.dropped = commit.dropped;
-      await this.#options.offsets.commit(tp, commit);
-      state.ledger.committed(commit);
-      for (const offset of recorded) state.unrecorded.delete(offset);
-    });
-    state.commits = next;
-    if (!strict) next.catch((error) => this.#options.reporter.commitFailed(tp, error as Error));
-    return next;
+    let queued = state.queued;
+    if (!queued) {
+      const entry: QueuedCommit = { promise: Promise.resolve(), strict: false, lenient: false };
+      entry.promise = state.commits.catch(() => {}).then(async () => {
+        state.queued = null; // what changes from here on needs the commit after this one
+        if (this.#states.get(tp) !== state) {
+          // Revoked (or read again) meanwhile: tasks waiting for this commit must not start.
+          if (entry.strict) throw new PartitionGoneError(tp);
+          return;
+        }
+        const commit = state.ledger.pendingCommit();
+        const recorded = [...state.unrecorded];
+        if (!commit) return;
+        if (commit.dropped !== state.dropped && commit.dropped > 0) {
+          this.#options.reporter.metadataFull(tp, commit.dropped);
+        }
+        state.dropped = commit.dropped;
+        await this.#options.offsets.commit(tp, commit);
+        state.ledger.committed(commit);
+        for (const offset of recorded) state.unrecorded.delete(offset);
+      });
+      entry.promise.catch((error) => {
+        if (entry.lenient && !(error instanceof PartitionGoneError)) {
+          this.#options.reporter.commitFailed(tp, error as Error);
+        }
+      });
+      queued = state.queued = entry;
+      state.commits = entry.promise;
+    }
+    if (strict) queued.strict = true;
+    else queued.lenient = true;
+    return queued.promise;
   }
 }

@@ -311,8 +311,10 @@ Deno.test("a partition revoked before its commit is sent: the tasks it was for n
   const f = fixture();
   const release = Promise.withResolvers<void>();
   f.holdCommits(release.promise);
-  // 0's commit is on its way; 1's waits behind it (commits of a partition go one at a time).
+  // 0's commit is on its way; 1's waits behind it (commits of a partition go one at a time;
+  // a commit not sent yet would cover both).
   const first = f.dispatcher.ingest(TP, [message(0)], control);
+  await flushMicrotasks();
   const second = f.dispatcher.ingest(TP, [message(1)], control).catch((e) => e);
   await flushMicrotasks();
   assertEquals(f.commitsAtPrepare.size, 2, "their processes were started early");
