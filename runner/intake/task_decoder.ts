@@ -44,6 +44,43 @@ export interface DecodeOptions {
   maxPayloadBytes: number;
   /** Functions run by a functions.json `command`: they have no handler file. @default none */
   commandFunctions?: ReadonlySet<string>;
+  /** Handler files found recently (see {@link HandlerFiles}). @default checked per message */
+  files?: HandlerFiles;
+}
+
+/** A handler file found: its real path and fingerprint. */
+interface FoundFile {
+  real: string;
+  version: string;
+}
+
+/**
+ * Handler files found in the last `ttlMs`, so that a burst of messages for one handler costs
+ * one lstat per handler per `ttlMs` instead of one per message. Only files found are kept: a
+ * file dropped in is seen by the next message, and a changed one within `ttlMs`.
+ */
+export class HandlerFiles {
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+  readonly #found = new Map<string, FoundFile & { at: number }>();
+
+  /** @param ttlMs how long a file found is taken as unchanged. @param now a clock in ms. */
+  constructor(ttlMs = 50, now: () => number = () => performance.now()) {
+    this.#ttlMs = ttlMs;
+    this.#now = now;
+  }
+
+  /** The handler file of `name` (see {@link handlerFile}). @throws {TaskRejectedError} */
+  find(functionsDir: string, name: string): FoundFile {
+    const now = this.#now();
+    const key = `${functionsDir}\u0000${name}`;
+    const hit = this.#found.get(key);
+    if (hit && now - hit.at < this.#ttlMs) return hit;
+    this.#found.delete(key);
+    const found = handlerFile(functionsDir, name);
+    this.#found.set(key, { ...found, at: now });
+    return found;
+  }
 }
 
 const DECODER = new TextDecoder();
@@ -65,7 +102,7 @@ const NEVER_HANDLERS = ["/proc", "/dev", "/sys"];
  * Returns the real path and the file's fingerprint ({@link versionOf}).
  * @throws {TaskRejectedError} when there is no such file, or the link leads elsewhere.
  */
-function handlerFile(functionsDir: string, name: string): { real: string; version: string } {
+function handlerFile(functionsDir: string, name: string): FoundFile {
   const file = handlerPath(functionsDir, name);
   const unknown = () => new TaskRejectedError(`unknown handler ${name}: no file ${file}`);
   let real = file;
@@ -107,7 +144,9 @@ function rejectWireFailure(message: KafkaMessage): void {
 
 /**
  * Decode `message`. The handler file must exist (checked now, so a file dropped in is used by
- * the next task without a restart; a function with a `command` has none), a symlink must stay inside the functions folder (see
+ * the next task without a restart; with `files`, a file found in the last 50 ms is not looked
+ * up again; a function with a `command` has none), a symlink must stay inside the functions
+ * folder (see
  * {@link handlerFile}; `file` is then the real path), and the payload must be JSON within the
  * size limit.
  *
@@ -132,6 +171,8 @@ export function decodeTask(
   }
   const { real: file, version: fileVersion } = options.commandFunctions?.has(handler)
     ? { real: handlerPath(options.functionsDir, handler), version: undefined }
+    : options.files
+    ? options.files.find(options.functionsDir, handler)
     : handlerFile(options.functionsDir, handler);
   const payload = message.value ?? new Uint8Array();
   if (payload.length > options.maxPayloadBytes) {
@@ -183,7 +224,7 @@ export class TaskDecoder implements TaskSource {
   constructor(options: TaskDecoderOptions) {
     const { functions, ...decode } = options;
     const commands = [...functions].filter(([, config]) => config.command).map(([name]) => name);
-    this.#options = { ...decode, commandFunctions: new Set(commands) };
+    this.#options = { ...decode, commandFunctions: new Set(commands), files: new HandlerFiles() };
     this.#functions = functions;
     this.#schemas = new PayloadSchemas(functions);
   }

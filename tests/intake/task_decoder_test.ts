@@ -5,7 +5,7 @@
 import { Buffer } from "node:buffer";
 import type { KafkaMessage } from "kafkajs";
 import assertStrict from "node:assert/strict";
-import { decodeTask, TaskDecoder } from "../../runner/intake/task_decoder.ts";
+import { decodeTask, HandlerFiles, TaskDecoder } from "../../runner/intake/task_decoder.ts";
 import { TaskRejectedError } from "../../runner/errors.ts";
 import { assertEquals, assertMatch } from "../helpers/assert.ts";
 
@@ -182,4 +182,29 @@ Deno.test("policyFor: the function's delivery settings, the PHP daemon's by defa
   assertEquals([d.policyFor("charge").atMostOnce, d.policyFor("charge").byKey], [false, true]);
   assertEquals([d.policyFor("other").atMostOnce, d.policyFor("other").attempts], [true, 1]);
   assertEquals(d.policyFor("charge"), d.policyFor("charge"));
+});
+
+Deno.test("a handler file found is looked up again only after 50 ms; a missing one every time", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    let now = 0;
+    const files = new HandlerFiles(50, () => now);
+    const options = { ...OPTIONS, functionsDir: dir, files };
+    const decode = () => decodeTask("t", 0, message({ php_worker: "fresh" }), options);
+    const missing = /unknown handler fresh: no file/;
+    assertStrict.throws(decode, missing);
+    await Deno.writeTextFile(`${dir}/fresh.ts`, "export default () => {};\n");
+    const first = decode(); // dropped in: seen by the next message, not cached as missing
+    await Deno.writeTextFile(`${dir}/fresh.ts`, "export default () => { /* v2 */ };\n");
+    now = 49;
+    assertEquals(decode().fileVersion, first.fileVersion, "taken as unchanged within 50 ms");
+    now = 50;
+    const second = decode();
+    assertStrict.notEqual(second.fileVersion, first.fileVersion, "the change is seen after it");
+    await Deno.remove(`${dir}/fresh.ts`);
+    now = 100;
+    assertStrict.throws(decode, missing);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
