@@ -8,11 +8,16 @@
  * 3. the least any bridge must do: kafkajs `eachBatch` → one warm Deno process over a pipe,
  *    no ledger, no logs, no commits (bench/reference_bridge.ts).
  *
+ * 4. at-most-once function mode latency at light load next to the commit round trip on the same
+ *    broker (bench/commit_latency.ts), on the bench broker and, unless `--no-default-linger`, on
+ *    a second local broker with Kafka's default `group.coordinator.append.linger.ms` (5 ms).
+ *
  * `--profile DIR` runs the runner with `--cpu-prof` and prints its top 10 frames by self time.
  * `--console` runs the end-to-end part twice more, side by side: console off (no listener) and
  * on with one headless Chromium showing its Overview page (live over SSE) for the whole run.
  *
- * `deno run -A bench/function_mode.ts [--tasks 20000] [--concurrency 16] [--profile DIR] [--console]`
+ * `deno run -A bench/function_mode.ts [--tasks 20000] [--concurrency 16] [--profile DIR] [--console]
+ * [--no-default-linger]`
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -25,6 +30,9 @@ import { fmt } from "./stats.ts";
 import { functionsConfig, ROOT, runTaskArgs, unique } from "../tests/helpers/harness.ts";
 import { referenceBridge } from "./reference_bridge.ts";
 import { launchChromium } from "../tests/helpers/chromium.ts";
+import { commitLatency } from "./commit_latency.ts";
+import { percentile } from "./stats.ts";
+import { ConfigResourceTypes } from "kafkajs";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -33,6 +41,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "16" },
     profile: { type: "string" },
     console: { type: "boolean", default: false },
+    "no-default-linger": { type: "boolean", default: false },
   },
 });
 const TASKS = Number(values.tasks);
@@ -246,6 +255,61 @@ if (values.console) {
     `${fmt(off.cpuMsPerTask, 3)} / ${fmt(on.cpuMsPerTask, 3)} ms`,
   );
 }
+/** The broker's `group.coordinator.append.linger.ms`, as it reports it. */
+async function commitLinger(brokers: string): Promise<string> {
+  const admin = createKafka({ brokers: brokers.split(","), clientId: "bench" }).admin();
+  await admin.connect();
+  try {
+    const { brokers: nodes } = await admin.describeCluster();
+    const { resources } = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [{
+        type: ConfigResourceTypes.BROKER,
+        name: String(nodes[0].nodeId),
+        configNames: ["group.coordinator.append.linger.ms"],
+      }],
+    });
+    return resources[0]?.configEntries[0]?.configValue ?? "?";
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** The latency rows for one broker. */
+async function latencyRows(on: string): Promise<void> {
+  const linger = await commitLinger(on);
+  const l = await commitLatency({ brokers: on, functionsDir: FUNCTIONS });
+  const p = (xs: number[]) => `${fmt(percentile(xs, 50), 2)} / ${fmt(percentile(xs, 99), 2)} ms`;
+  console.log(
+    `\n== at-most-once latency, broker ${on}, group.coordinator.append.linger.ms ${linger} ==`,
+  );
+  row("commit round trip p50 / p99", p(l.commit));
+  row("fetched → task handed to its warm process p50 / p99", p(l.handover));
+  row(
+    "target: handover p50 <= commit p50 + 1.5 ms",
+    `${fmt(percentile(l.handover, 50), 2)} vs ${fmt(percentile(l.commit, 50) + 1.5, 2)} ms`,
+  );
+  row("produce → handler start p50 / p99 (1 ms steps)", p(l.produceToStart));
+}
+
+await latencyRows(brokers);
+if (!values["no-default-linger"]) {
+  const port = "39192";
+  const kafkaSh = (command: string) =>
+    new Deno.Command("bash", {
+      args: [`${ROOT}broker/kafka.sh`, command],
+      env: { BROKER_PORT: port, BROKER_COMMIT_LINGER_MS: "5" },
+      stdout: "null",
+      stderr: "inherit",
+    }).output();
+  if ((await kafkaSh("start")).code !== 0) throw new Error("the linger-5 broker did not start");
+  try {
+    await latencyRows(`127.0.0.1:${port}`);
+  } finally {
+    await kafkaSh("stop");
+  }
+}
+
 if (values.profile) {
   console.log(`\ntop 10 frames of the runner by self time (${values.profile}):`);
   for (const line of topFrames(values.profile)) console.log(`  ${line}`);

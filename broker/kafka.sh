@@ -48,6 +48,8 @@
 # Environment knobs (defaults in brackets):
 #   BROKER_PORT             PLAINTEXT listener port                        [9092]
 #   BROKER_CONTROLLER_PORT  KRaft CONTROLLER listener port                 [BROKER_PORT+1]
+#   BROKER_COMMIT_LINGER_MS group.coordinator.append.linger.ms, when the   [0; Kafka's is 5]
+#                             data folder is first made
 #   BROKER_HOME             state folder                                   [<repo>/.broker]
 #                             jars:   $BROKER_HOME/lib/  (unless BROKER_LIB is set)
 #                             data:   $BROKER_HOME/data-$BROKER_PORT/  (server.properties,
@@ -394,7 +396,7 @@ share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 # Offset commits are acknowledged once written. Kafka 4's group coordinator lingers 5 ms by
 # default to batch those writes, which the runner pays before every at-most-once start.
-group.coordinator.append.linger.ms=0
+group.coordinator.append.linger.ms=${BROKER_COMMIT_LINGER_MS:-0}
 # After an unclean stop (SIGKILL) the restarted broker waits for its old registration's
 # session to expire (DUPLICATE_BROKER_REGISTRATION); default 9 s, here ~5 s.
 broker.heartbeat.interval.ms=1000

@@ -114,7 +114,8 @@ const HELD_BYTES = 65_536;
  * A sink that writes whole lines synchronously. Lines logged in one turn of the event loop go
  * out in one write at its end (under load, one write for many task outcomes instead of one
  * each); a warning or an error, and the lines before it, are written at once, and so is
- * everything held when the process exits (`unload`) or logging is undone. Under systemd (stdout
+ * everything held when the process exits (`unload`) or logging is undone. A stdout that fails
+ * (its reader gone) drops the lines, says so once on stderr, and stops nothing. Under systemd (stdout
  * connected to the journal) each line starts with its syslog priority, so that
  * `journalctl -p warning` works.
  */
@@ -122,13 +123,26 @@ function lineSink(formatter: TextFormatter, journal: boolean): LineSink {
   const encoder = new TextEncoder();
   let held = "";
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let failed = false;
   const flush = () => {
     clearTimeout(timer);
     timer = undefined;
     if (held === "") return;
     let bytes = encoder.encode(held);
     held = "";
-    while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
+    try {
+      while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
+    } catch (error) {
+      // stdout is gone (its reader exited): nowhere to write, and no reason to stop the tasks.
+      if (failed) return;
+      failed = true;
+      const why = `task-runner: log lines dropped, stdout failed: ${(error as Error).message}\n`;
+      try {
+        Deno.stderr.writeSync(encoder.encode(why));
+      } catch {
+        // stderr is gone too
+      }
+    }
   };
   const sink = (record: LogRecord) => {
     const line = formatter(record);
