@@ -13,8 +13,9 @@
  *    a second local broker with Kafka's default `group.coordinator.append.linger.ms` (5 ms).
  *
  * `--profile DIR` runs the runner with `--cpu-prof` and prints its top 10 frames by self time.
- * `--console` runs the end-to-end part twice more, side by side: console off (no listener) and
- * on with one headless Chromium showing its Overview page (live over SSE) for the whole run.
+ * `--console` runs the end-to-end part four times more, side by side: console off, alone and with a
+ * headless Chromium on about:blank; console on, with that Chromium on its Overview and with only a
+ * curl on its live stream (the console's own cost, apart from a browser's on the same machine).
  *
  * `deno run -A bench/function_mode.ts [--tasks 20000] [--concurrency 16] [--profile DIR] [--console]
  * [--no-default-linger]`
@@ -136,9 +137,16 @@ async function endToEnd(
   brokers: string,
   count: number,
   profileDir?: string,
-  consolePort = 0,
-  browserIdle = true,
+  viewer: Viewer = "none",
 ): Promise<EndToEnd> {
+  // The console is on (a listener on a port) for the viewers that use it.
+  const consolePort = viewer === "console" || viewer === "stream"
+    ? 39_600 + Math.floor(Math.random() * 300)
+    : 0;
+  // A browser on a blank page is open for the whole run; the others open once the console is.
+  let browser: Promise<OpenViewer> | undefined = viewer === "blank"
+    ? Promise.resolve(await openViewer("blank", "about:blank"))
+    : undefined;
   const topic = unique("fnmode");
   await produce(brokers, topic, count);
   await using config = await functionsConfig({
@@ -161,7 +169,6 @@ async function endToEnd(
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  let browser: Promise<Console> | undefined;
   let browserCpuAtJoin: Promise<number> | undefined;
   // Count outcome lines without parsing the rest: the bench must not be the bottleneck.
   let outcomes = 0;
@@ -177,7 +184,7 @@ async function endToEnd(
     tail = lines.pop()!;
     for (const line of lines) {
       if (consolePort !== 0 && line.includes("console on") && !browser) {
-        browser = openConsole(`http://127.0.0.1:${consolePort}/`, browserIdle);
+        browser = openViewer(viewer, `http://127.0.0.1:${consolePort}/`);
       }
       if (joinedAt === 0 && line.includes("Joined group")) {
         joinedAt = performance.now();
@@ -208,42 +215,52 @@ async function endToEnd(
   };
 }
 
-/** A browser showing the console. */
-interface Console {
-  /** CPU seconds of all the browser's processes so far. */
+/** A viewer that is open: a browser, or curl on the live stream. */
+interface OpenViewer {
+  /** CPU seconds of all its processes so far. */
   cpuSeconds(): number;
   close(): Promise<void>;
 }
 
 /**
- * Headless Chromium on `url` (the console's Overview, live), driven from its own process. With
- * `idle` it runs under SCHED_IDLE (`chrt --idle`), standing in for an operator's browser on
- * another machine: Chromium raises some of its threads to nice -8 itself (it may, as root), and
- * on these 2 cores those then preempt the runner's nice-10 warm processes, which is a cost of
- * sharing the machine with a browser, not of the console.
+ * What looks at the runner during a run: nothing; a headless Chromium on a blank page (the
+ * machine shared with a browser, the console off); the same browser on the console's Overview
+ * (live over SSE); or `curl` on the console's live stream (`/api/events`), no browser.
  */
-async function openConsole(url: string, idle: boolean): Promise<Console> {
-  const viewer = new Deno.Command(idle ? "chrt" : Deno.execPath(), {
-    args: [
-      ...(idle ? ["--idle", "0", Deno.execPath()] : []),
-      "run",
-      "-A",
-      fileURLToPath(new URL("./console_viewer.ts", import.meta.url)),
-      url,
-    ],
+type Viewer = "none" | "blank" | "console" | "stream";
+
+/**
+ * Open `viewer` on `url`. A browser is driven from a process of its own
+ * (bench/console_viewer.ts), so that puppeteer's traffic cannot slow the bench's reading of the
+ * runner's output.
+ */
+async function openViewer(viewer: Viewer, url: string): Promise<OpenViewer> {
+  if (viewer === "stream") {
+    const curl = new Deno.Command("curl", { args: ["-sN", `${url}api/events`], stdout: "null" })
+      .spawn();
+    return {
+      cpuSeconds: () => treeCpuSeconds(curl.pid),
+      close: async () => {
+        curl.kill();
+        await curl.status;
+      },
+    };
+  }
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", fileURLToPath(new URL("./console_viewer.ts", import.meta.url)), url],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const reader = viewer.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const { value } = await reader.read();
   if (!value?.startsWith("open")) throw new Error(`the console viewer did not open ${url}`);
   return {
-    cpuSeconds: () => treeCpuSeconds(viewer.pid),
+    cpuSeconds: () => treeCpuSeconds(process.pid),
     close: async () => {
-      await viewer.stdin.close();
+      await process.stdin.close();
       await reader.cancel();
-      await viewer.status;
+      await process.status;
     },
   };
 }
@@ -304,30 +321,23 @@ row("runner peak RSS", `${fmt(e2e.rssMb)} MB`);
 row("reference bridge (eachBatch → one warm process, no ledger)", `${fmt(reference)} tasks/s`);
 row("ratio runner / reference bridge", fmt(e2e.rate / reference, 2));
 if (values.console) {
-  const port = 39_600 + Math.floor(Math.random() * 300);
-  const off = await endToEnd(brokers, TASKS);
-  const on = await endToEnd(brokers, TASKS, undefined, port);
-  const shared = await endToEnd(brokers, TASKS, undefined, port + 1, false);
+  const none = await endToEnd(brokers, TASKS);
+  const blank = await endToEnd(brokers, TASKS, undefined, "blank");
+  const on = await endToEnd(brokers, TASKS, undefined, "console");
+  const stream = await endToEnd(brokers, TASKS, undefined, "stream");
+  const figures = (r: EndToEnd) =>
+    `${fmt(r.rate)} tasks/s, ${fmt(r.cpuMsPerTask, 3)} ms CPU/task, ${fmt(r.rssMb)} MB`;
+  console.log("\n== the console's cost: tasks/s, runner CPU per task, runner peak RSS ==");
+  row("console off, nothing else running", figures(none));
+  row("console off, a headless Chromium on about:blank", figures(blank));
+  row("console on, that Chromium on its Overview (live)", figures(on));
+  row("console on, curl on its live stream, no browser", figures(stream));
+  row("ratio console Overview / Chromium on about:blank", fmt(on.rate / blank.rate, 2));
+  row("ratio curl on the stream / nothing", fmt(stream.rate / none.rate, 2));
+  row("ratio Chromium on about:blank / nothing", fmt(blank.rate / none.rate, 2));
   row(
-    "console off: end to end / runner peak RSS",
-    `${fmt(off.rate)} tasks/s, ${fmt(off.rssMb)} MB`,
-  );
-  row(
-    "console on, one browser on it (SCHED_IDLE): end to end / RSS",
-    `${fmt(on.rate)} tasks/s, ${fmt(on.rssMb)} MB`,
-  );
-  row("ratio console on / off", fmt(on.rate / off.rate, 2));
-  row(
-    "runner CPU per task, console off / on",
-    `${fmt(off.cpuMsPerTask, 3)} / ${fmt(on.cpuMsPerTask, 3)} ms`,
-  );
-  row(
-    "the browser's CPU per task (its processes, puppeteer's)",
-    `${fmt(on.browserCpuMsPerTask!, 3)} ms`,
-  );
-  row(
-    "the same, browser at its own priority (not SCHED_IDLE)",
-    `${fmt(shared.rate)} tasks/s, ratio ${fmt(shared.rate / off.rate, 2)}`,
+    "the browser's CPU per task, about:blank / Overview",
+    `${fmt(blank.browserCpuMsPerTask!, 3)} / ${fmt(on.browserCpuMsPerTask!, 3)} ms`,
   );
 }
 /** The broker's `group.coordinator.append.linger.ms`, as it reports it. */

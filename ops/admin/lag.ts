@@ -71,6 +71,11 @@ export interface GroupLagQuery {
   groupId: string;
   /** Topic name. */
   topic: string;
+  /**
+   * The caller knows the topic exists (it asked before): no topic list, which is metadata for
+   * every topic of the cluster. @default false
+   */
+  known?: boolean;
 }
 
 /** Decode a member's assignment; a member that has not synced yet has an empty one. */
@@ -92,7 +97,7 @@ function assignedPartitions(buffer: Uint8Array, topic: string): number[] {
  */
 export async function groupLag(admin: Admin, query: GroupLagQuery): Promise<GroupLag> {
   const { groupId, topic } = query;
-  await requireTopic(admin, topic);
+  if (!query.known) await requireTopic(admin, topic);
   const { groups: [group] } = await admin.describeGroups([groupId]);
   const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
   // Asked after the committed offsets, so that a commit in between cannot make lag negative.

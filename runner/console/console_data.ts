@@ -43,6 +43,7 @@ export interface FunctionInfo {
 export class ConsoleData {
   readonly #o: ConsoleDataOptions;
   #lag: { at: number; value: Promise<GroupLag> } | null = null;
+  #topicFound = false;
 
   constructor(options: ConsoleDataOptions) {
     this.#o = options;
@@ -53,12 +54,16 @@ export class ConsoleData {
     return this.#o.deadLetterTopic;
   }
 
-  /** Lag per partition and the group's members; asked of the broker at most every 2 s. */
+  /**
+   * Lag per partition and the group's members; asked of the broker at most every 2 s. Once the
+   * topic was found, later asks skip the topic list (metadata of every topic in the cluster).
+   */
   lag(): Promise<GroupLag> {
     const now = Date.now();
     if (!this.#lag || now - this.#lag.at > 2000) {
-      const value = groupLag(this.#o.admin, { groupId: this.#o.groupId, topic: this.#o.topic });
-      value.catch(() => this.#lag = null); // an error is not kept
+      const { groupId, topic } = this.#o;
+      const value = groupLag(this.#o.admin, { groupId, topic, known: this.#topicFound });
+      value.then(() => this.#topicFound = true, () => this.#lag = null); // an error is not kept
       this.#lag = { at: now, value };
     }
     return this.#lag.value;

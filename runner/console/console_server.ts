@@ -164,10 +164,12 @@ export class ConsoleServer {
   }
 
   /**
-   * Server-sent events while connected: `batch` (tasks started, stopped and ended since the last
-   * one, at most every {@link BATCH_MS}) and `overview` every tick.
+   * Server-sent events while connected: `overview` every tick, and with `?tasks=1` (the pages
+   * that list tasks) `batch`: tasks started, stopped and ended since the last one, at most every
+   * {@link BATCH_MS}. Without it nothing is done per task for this page.
    */
   #events(request: Request): Response {
+    const withTasks = new URL(request.url).searchParams.get("tasks") === "1";
     const encoder = new TextEncoder();
     let close = () => {};
     const body = new ReadableStream<Uint8Array>({
@@ -197,7 +199,7 @@ export class ConsoleServer {
             ended = [];
           }, BATCH_MS);
         };
-        const unsubscribe = this.#o.state.board.subscribe((e) => {
+        const unsubscribe = !withTasks ? () => {} : this.#o.state.board.subscribe((e) => {
           if (e.kind === "started") {
             const key = positionOf(e.task);
             stopped.delete(key);

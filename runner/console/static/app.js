@@ -58,6 +58,7 @@ function show(page) {
   if (page === "dead-letters") loadDeadLetters();
   if (page === "functions") loadFunctions();
   if (page === "running") renderRunning();
+  connect();
 }
 
 function renderOverview(o) {
@@ -388,24 +389,48 @@ async function loadFunctions() {
 
 // --- live updates ----------------------------------------------------------------------------
 
+/** The pages that list tasks: only they ask the runner for every task's start and end. */
+const TASK_PAGES = new Set(["running", "recent"]);
+
+/** The live stream, with task batches when the page shown lists tasks. */
 function connect() {
-  const events = new EventSource("/api/events");
-  events.addEventListener("open", () => $("live").textContent = "live");
-  events.addEventListener("error", () => $("live").textContent = "reconnecting…");
-  events.addEventListener("overview", (e) => renderOverview(JSON.parse(e.data)));
-  events.addEventListener("batch", (e) => {
-    const { started, stopped, ended } = JSON.parse(e.data);
+  const withTasks = TASK_PAGES.has(state.page);
+  if (state.events && state.events.withTasks === withTasks) return;
+  state.events?.close();
+  const events = new EventSource(withTasks ? "/api/events?tasks=1" : "/api/events");
+  events.withTasks = withTasks;
+  state.events = events;
+  // Batches that come while the running tasks are being read again wait for that read.
+  let held = null;
+  const apply = ({ started, stopped, ended }) => {
     for (const task of started) state.running.set(position(task), task);
     for (const key of stopped) state.running.delete(key);
     for (const outcome of ended) state.running.delete(position(outcome));
+  };
+  events.addEventListener("open", async () => {
+    $("live").textContent = "live";
+    if (!withTasks) return;
+    // Starts and ends were not followed while away: begin from what runs now.
+    held = [];
+    const running = await getJson("/api/running");
+    state.running = new Map(running.map((task) => [position(task), task]));
+    for (const batch of held) apply(batch);
+    held = null;
     if (state.page === "running") renderRunning();
-    if (state.page === "recent" && ended.length > 0) loadRecent();
+  });
+  events.addEventListener("error", () => $("live").textContent = "reconnecting…");
+  events.addEventListener("overview", (e) => renderOverview(JSON.parse(e.data)));
+  events.addEventListener("batch", (e) => {
+    const batch = JSON.parse(e.data);
+    if (held) return held.push(batch);
+    apply(batch);
+    if (state.page === "running") renderRunning();
+    if (state.page === "recent" && batch.ended.length > 0) loadRecent();
   });
 }
 
 async function start() {
   state.session = await getJson("/api/session");
-  for (const task of await getJson("/api/running")) state.running.set(position(task), task);
   $("filter-handler").addEventListener("change", loadRecent);
   $("filter-outcome").addEventListener("change", loadRecent);
   $("dry-run").addEventListener("click", () => replaySelected(true));
@@ -419,7 +444,6 @@ async function start() {
     if (state.page === "running") renderRunning();
     if (state.page === "overview") loadLag();
   }, 2000);
-  connect();
   show(location.hash.slice(1) || "overview");
 }
 

@@ -1,0 +1,67 @@
+/**
+ * The console's live stream without a browser: a page that lists no tasks costs the runner
+ * nothing per task; one that lists them gets the tasks' starts and ends in batches.
+ */
+import { ConsoleAccess } from "../../runner/console/console_access.ts";
+import type { ConsoleData } from "../../runner/console/console_data.ts";
+import { ConsoleServer } from "../../runner/console/console_server.ts";
+import { TaskBoard } from "../../runner/report/task_board.ts";
+import { assertEquals } from "../helpers/assert.ts";
+
+const TASK = {
+  handler: "h",
+  topic: "t",
+  partition: 0,
+  offset: "7",
+  key: null,
+  attempt: 1,
+  timeoutMs: 1000,
+};
+
+/** The event names a stream of `path` sends within `ms` while a task starts and ends. */
+async function eventsOf(path: string, ms: number): Promise<string[]> {
+  const board = new TaskBoard();
+  const server = new ConsoleServer({
+    state: {
+      running: 0,
+      maxRunning: 1,
+      saturated: false,
+      prewarmedIdle: 0,
+      warmProcesses: 0,
+      board,
+    },
+    data: {} as ConsoleData,
+    access: new ConsoleAccess({ token: null }),
+    tickMs: 60_000,
+  });
+  const response = await server.handle(new Request(`http://127.0.0.1${path}`))!;
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  board.started(TASK);
+  board.stopped("t/0@7");
+  board.ended({
+    ...TASK,
+    outcome: "ok",
+    durationMs: 1,
+    reason: "exit 0",
+    attempts: 1,
+    error: null,
+  });
+  let text = "";
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const next = await Promise.race([
+      reader.read(),
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), until - Date.now())),
+    ]);
+    if (next === null || next.done) break;
+    text += next.value;
+  }
+  server.close();
+  await reader.cancel().catch(() => {});
+  return [...text.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
+}
+
+Deno.test("the live stream sends task batches only to a page that asks for them", async () => {
+  assertEquals(await eventsOf("/api/events", 600), ["overview"], "no tasks asked for");
+  assertEquals(await eventsOf("/api/events?tasks=1", 600), ["overview", "batch"]);
+});
