@@ -16,9 +16,11 @@
  * `--console` runs the end-to-end part four times more, side by side: console off, alone and with a
  * headless Chromium on about:blank; console on, with that Chromium on its Overview and with only a
  * curl on its live stream (the console's own cost, apart from a browser's on the same machine).
+ * `--browser-idle` runs the browser under SCHED_IDLE (`chrt --idle`), as a stand-in for an
+ * operator's browser on another machine: Chromium raises its browser process to nice -8.
  *
  * `deno run -A bench/function_mode.ts [--tasks 20000] [--concurrency 16] [--profile DIR] [--console]
- * [--no-default-linger]`
+ * [--browser-idle] [--no-default-linger]`
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -42,6 +44,7 @@ const { values } = parseArgs({
     profile: { type: "string" },
     console: { type: "boolean", default: false },
     "no-default-linger": { type: "boolean", default: false },
+    "browser-idle": { type: "boolean", default: false },
   },
 });
 const TASKS = Number(values.tasks);
@@ -246,8 +249,9 @@ async function openViewer(viewer: Viewer, url: string): Promise<OpenViewer> {
       },
     };
   }
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", fileURLToPath(new URL("./console_viewer.ts", import.meta.url)), url],
+  const viewerArgs = ["run", "-A", fileURLToPath(new URL("./console_viewer.ts", import.meta.url))];
+  const process = new Deno.Command(values["browser-idle"] ? "chrt" : Deno.execPath(), {
+    args: [...(values["browser-idle"] ? ["--idle", "0", Deno.execPath()] : []), ...viewerArgs, url],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
