@@ -70,13 +70,19 @@ const replacer = (_key: string, value: unknown) =>
  * written once.
  */
 export function jsonLineFormatter(record: LogRecord): string {
-  return JSON.stringify({
+  const line = {
     "@timestamp": new Date(record.timestamp).toISOString(),
     level: record.level === "warning" ? "WARN" : record.level.toUpperCase(),
     message: renderMessage(record),
     logger: record.category.join("."),
     properties: record.properties,
-  }, replacer) + "\n";
+  };
+  try {
+    // Without a replacer first: it is several times faster, and a bigint is rare.
+    return JSON.stringify(line) + "\n";
+  } catch {
+    return JSON.stringify(line, replacer) + "\n";
+  }
 }
 
 const ansi = getAnsiColorFormatter({ value: "bare", timestamp: "time" });

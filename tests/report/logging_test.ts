@@ -52,3 +52,11 @@ Deno.test("null renders as a dash, objects as JSON, errors as their message", ()
   const r = record("{a} {b} {c}", { a: null, b: { x: 1 }, c: new Error("gone") });
   assertEquals(JSON.parse(jsonLineFormatter(r)).message, '- {"x":1} gone');
 });
+
+Deno.test("a bigint property is written as a string, in the message and in properties", () => {
+  const parsed = JSON.parse(
+    jsonLineFormatter(record("at {offset}", { offset: 12345678901234567890n })),
+  );
+  assertEquals(parsed.message, "at 12345678901234567890");
+  assertEquals(parsed.properties.offset, "12345678901234567890");
+});
