@@ -5,13 +5,14 @@
  *
  * - commit round trip: a kafkajs consumer that owns a 1-partition topic commits `count` times,
  *   one at a time, as the runner's consumer does;
- * - the runner, function mode, at-most-once, one task every `gapMs`: message fetched → task
- *   written to its warm process (the `Started` lines' `queuedMs + handoverMs`), and produce →
- *   handler start (the `stamp` function's clock against the message timestamp, 1 ms steps).
+ * - the runner, function mode, at-most-once, one task every `gapMs` (bench/steady_load.ts):
+ *   message fetched → task written to its warm process, and produce → handler start (1 ms
+ *   steps).
  * @module
  */
 import { createKafka, createProducer } from "../runner/kafka/client.ts";
-import { functionsConfig, RunnerProcess, unique } from "../tests/helpers/harness.ts";
+import { unique } from "../tests/helpers/harness.ts";
+import { steadyLoad } from "./steady_load.ts";
 
 /** What {@link commitLatency} measured, each list in ms, sorted. */
 export interface CommitLatency {
@@ -26,8 +27,6 @@ export interface CommitLatency {
 /** Options of {@link commitLatency}. */
 export interface CommitLatencyOptions {
   brokers: string;
-  /** Folder of the bench functions (`stamp.ts`). */
-  functionsDir: string;
   /** Commits timed, and tasks run. @default 200 */
   count?: number;
   /** Time between two tasks. @default 20 */
@@ -65,50 +64,15 @@ async function commitRoundTrips(brokers: string, count: number): Promise<number[
   }
 }
 
-/** Function mode at light load, at-most-once: fetched → handed over, produce → start. */
-async function lightFunctionMode(
-  options: Required<CommitLatencyOptions>,
-): Promise<Omit<CommitLatency, "commit">> {
-  const { brokers, count, gapMs, warmup } = options;
-  const topic = unique("fn_latency");
-  await using config = await functionsConfig({ stamp: { isolation: "function" } });
-  await using runner = new RunnerProcess({
-    KAFKA_BROKERS: brokers,
-    TASK_TOPIC: topic,
-    GROUP_ID: topic,
-    FUNCTIONS_DIR: options.functionsDir,
-    FUNCTIONS_CONFIG: config.path,
-  });
-  await runner.waitFor(
-    "the group join",
-    () => runner.lines.find((l) => l.message.startsWith("Joined group")),
-    60_000,
-  );
-  const kafka = createKafka({ brokers: brokers.split(","), clientId: "bench-latency" });
-  const producer = createProducer(kafka);
-  await producer.connect();
-  for (let i = 0; i < count; i++) {
-    await producer.send({
-      topic,
-      messages: [{ value: JSON.stringify({ i }), headers: { php_worker: "stamp" } }],
-    });
-    await new Promise((r) => setTimeout(r, gapMs));
-  }
-  await producer.disconnect();
-  await runner.waitForOutcomes(count);
-  // stamp prints "stamp <handler start ms> <produced ms> <i>".
-  const produceToStart = runner.output("stamp").map((line) => line.split(" ").map(Number))
-    .filter(([, , , i]) => i >= warmup).map(([, started, produced]) => started - produced)
-    .sort((a, b) => a - b);
-  const handover = runner.lines.filter((l) => l.message.startsWith("Started")).slice(warmup)
-    .map((l) => (l.properties.queuedMs as number) + (l.properties.handoverMs as number))
-    .sort((a, b) => a - b);
-  return { handover, produceToStart };
-}
-
 /** Commit round trips and at-most-once function mode latency on one broker, side by side. */
 export async function commitLatency(options: CommitLatencyOptions): Promise<CommitLatency> {
-  const settings = { count: 200, gapMs: 20, warmup: 5, ...options };
-  const commit = await commitRoundTrips(settings.brokers, settings.count);
-  return { commit, ...await lightFunctionMode(settings) };
+  const { brokers, count = 200, gapMs = 20, warmup = 5 } = options;
+  const commit = await commitRoundTrips(brokers, count);
+  const light = await steadyLoad(brokers, {
+    count,
+    gapMs,
+    warmup,
+    functions: { stamp: { isolation: "function" } },
+  });
+  return { commit, handover: light.handover, produceToStart: light.latency };
 }

@@ -367,7 +367,7 @@ async function commitLinger(brokers: string): Promise<string> {
 /** The latency rows for one broker. */
 async function latencyRows(on: string): Promise<void> {
   const linger = await commitLinger(on);
-  const l = await commitLatency({ brokers: on, functionsDir: FUNCTIONS });
+  const l = await commitLatency({ brokers: on });
   const p = (xs: number[]) => `${fmt(percentile(xs, 50), 2)} / ${fmt(percentile(xs, 99), 2)} ms`;
   console.log(
     `\n== at-most-once latency, broker ${on}, group.coordinator.append.linger.ms ${linger} ==`,

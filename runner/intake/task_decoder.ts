@@ -76,7 +76,6 @@ export class HandlerFiles {
     const key = `${functionsDir}\u0000${name}`;
     const hit = this.#found.get(key);
     if (hit && now - hit.at < this.#ttlMs) return hit;
-    this.#found.delete(key);
     const found = handlerFile(functionsDir, name);
     this.#found.set(key, { ...found, at: now });
     return found;
@@ -146,9 +145,8 @@ function rejectWireFailure(message: KafkaMessage): void {
  * Decode `message`. The handler file must exist (checked now, so a file dropped in is used by
  * the next task without a restart; with `files`, a file found in the last 50 ms is not looked
  * up again; a function with a `command` has none), a symlink must stay inside the functions
- * folder (see
- * {@link handlerFile}; `file` is then the real path), and the payload must be JSON within the
- * size limit.
+ * folder (see {@link handlerFile}; `file` is then the real path), and the payload must be JSON
+ * within the size limit.
  *
  * @throws {TaskRejectedError} saying what was wrong.
  */

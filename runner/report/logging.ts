@@ -121,8 +121,8 @@ const HELD_BYTES = 65_536;
  * out in one write at its end (under load, one write for many task outcomes instead of one
  * each); a warning or an error, and the lines before it, are written at once, and so is
  * everything held when the process exits (`unload`) or logging is undone. A stdout that fails
- * (its reader gone) drops the lines, says so once on stderr, and stops nothing. Under systemd (stdout
- * connected to the journal) each line starts with its syslog priority, so that
+ * (its reader gone) drops the lines, says so once on stderr, and stops nothing. Under systemd
+ * (stdout connected to the journal) each line starts with its syslog priority, so that
  * `journalctl -p warning` works.
  */
 function lineSink(formatter: TextFormatter, journal: boolean): LineSink {

@@ -172,7 +172,8 @@ export interface StopReason {
 /**
  * A task's deadline and the first reason it was stopped: at `timeoutMs` the task is stopped as
  * a `timeout`, and {@link stop} (shutdown, eviction) as `failed`; either way through `kill`,
- * once. Every process source uses this for its tasks.
+ * once. Task mode and `command` functions use it (a warm process keeps a deadline per task in
+ * it, and a timeout ends the whole process).
  */
 export class TaskStop {
   readonly #kill: KillEscalation;

@@ -25,7 +25,7 @@ export interface SandboxTask extends ProcessScope {
   timeoutMs: number;
   /**
    * The handler file's fingerprint from when the task was decoded (`versionOf` of
-   * permissions.ts): warm sandboxes use it instead of a stat of their own. @default taken now
+   * handler_name.ts): warm sandboxes use it instead of a stat of their own. @default taken now
    */
   fileVersion?: string;
   /** Operator grants for this function. */
