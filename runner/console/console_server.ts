@@ -228,7 +228,6 @@ export class ConsoleServer {
           }
         };
         this.#streams.add(end);
-        request.signal.addEventListener("abort", () => close());
         send("overview", this.#overview());
       },
       cancel: () => close(),

@@ -65,3 +65,49 @@ Deno.test("the live stream sends task batches only to a page that asks for them"
   assertEquals(await eventsOf("/api/events", 600), ["overview"], "no tasks asked for");
   assertEquals(await eventsOf("/api/events?tasks=1", 600), ["overview", "batch"]);
 });
+
+Deno.test("a browser that goes away stops its stream: no listener is left on the board", async () => {
+  let listeners = 0;
+  class CountingBoard extends TaskBoard {
+    override subscribe(listener: Parameters<TaskBoard["subscribe"]>[0]): () => void {
+      listeners++;
+      const unsubscribe = super.subscribe(listener);
+      return () => {
+        listeners--;
+        return unsubscribe();
+      };
+    }
+  }
+  const server = new ConsoleServer({
+    state: {
+      running: 0,
+      maxRunning: 1,
+      saturated: false,
+      prewarmedIdle: 0,
+      warmProcesses: 0,
+      board: new CountingBoard(),
+    },
+    data: {} as ConsoleData,
+    access: new ConsoleAccess({ token: null }),
+    tickMs: 60_000,
+  });
+  const http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) => server.handle(request) ?? new Response("not found", { status: 404 }),
+  );
+  try {
+    const gone = new AbortController();
+    const response = await fetch(`http://127.0.0.1:${http.addr.port}/api/events?tasks=1`, {
+      signal: gone.signal,
+    });
+    await response.body!.getReader().read(); // the first overview: the stream is open
+    assertEquals(listeners, 1, "listening while the page is open");
+    gone.abort();
+    const until = Date.now() + 5000;
+    while (listeners > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assertEquals(listeners, 0, "the stream ended with the connection");
+  } finally {
+    server.close();
+    await http.shutdown();
+  }
+});

@@ -1,13 +1,13 @@
 /**
  * The 3-broker KRaft test cluster (`BROKER_MODE=cluster bash broker/kafka.sh start`, node i on
- * 127.0.0.1:39400+10*(i-1), replication factor 3, min.insync.replicas=2), and what a fault test
+ * 127.0.0.1:29400+10*(i-1), replication factor 3, min.insync.replicas=2), and what a fault test
  * needs: kill -9 a node, start it again, find a partition's leader and a group's coordinator.
  */
 import type { Admin } from "kafkajs";
 import { ROOT } from "./harness.ts";
 
 /** Client port of node 1; node i listens on CLUSTER_PORT + 10 * (i - 1). */
-export const CLUSTER_PORT = 39400;
+export const CLUSTER_PORT = 29400;
 
 /** Bootstrap list of the three nodes. */
 export const CLUSTER_BROKERS = [0, 1, 2].map((i) => `127.0.0.1:${CLUSTER_PORT + 10 * i}`);

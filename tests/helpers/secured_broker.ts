@@ -1,14 +1,14 @@
 /**
- * The secured test broker (`BROKER_MODE=secured bash broker/kafka.sh start`, ports 39300-39305)
+ * The secured test broker (`BROKER_MODE=secured bash broker/kafka.sh start`, ports 29300-29305)
  * and the client settings of each of its listeners. Its certificates and SASL passwords are
- * made at first start with openssl into the git-ignored `.broker/tls-39300/`.
+ * made at first start with openssl into the git-ignored `.broker/tls-29300/`.
  */
 import type { Kafka } from "kafkajs";
 import { createKafka } from "../../runner/kafka/client.ts";
 import { ROOT } from "./harness.ts";
 
 /** SASL_SSL listener; the others are at fixed offsets from it (see broker/kafka.sh). */
-export const SECURED_PORT = 39300;
+export const SECURED_PORT = 29300;
 
 /** The secured broker: where its listeners are, and its test secrets. */
 export interface SecuredBroker {

@@ -1,14 +1,14 @@
 /**
  * doctor's advertised.listeners fix line names the address that answered, also when the
  * broker advertises another *port* than it listens on (it used to pair the reachable host
- * with the advertised port: 127.0.0.1:39319 for a broker listening on 39310).
+ * with the advertised port: 127.0.0.1:29319 for a broker listening on 29310).
  */
 import { assertEquals, assertMatch } from "../helpers/assert.ts";
 import { ROOT } from "../helpers/harness.ts";
 import { runAdmin } from "../helpers/cli_capture.ts";
 
-const PORT = 39310;
-const ADVERTISED = 39319;
+const PORT = 29310;
+const ADVERTISED = 29319;
 
 async function kafkaSh(command: string): Promise<number> {
   const out = await new Deno.Command("bash", {

@@ -343,7 +343,7 @@ Deno.test({
           KAFKA_SSL_KEY_FILE: "",
           KAFKA_SSL_KEY_PASSWORD_FILE: "",
         },
-        /^fail tls +127\.0\.0\.1:39303: the broker's certificate "CN=localhost \(expired\)" \(issuer "CN=task-runner test ca", valid 2020-01-01 to 2020-02-01\) expired on 2020-02-01T00:00:00\.000Z$/m,
+        /^fail tls +127\.0\.0\.1:29303: the broker's certificate "CN=localhost \(expired\)" \(issuer "CN=task-runner test ca", valid 2020-01-01 to 2020-02-01\) expired on 2020-02-01T00:00:00\.000Z$/m,
       ],
       [
         "untrusted CA",
