@@ -13,14 +13,15 @@
  *    a second local broker with Kafka's default `group.coordinator.append.linger.ms` (5 ms).
  *
  * `--profile DIR` runs the runner with `--cpu-prof` and prints its top 10 frames by self time.
- * `--console` runs the end-to-end part four times more, side by side: console off, alone and with a
- * headless Chromium on about:blank; console on, with that Chromium on its Overview and with only a
- * curl on its live stream (the console's own cost, apart from a browser's on the same machine).
+ * `--console` runs the end-to-end part four ways more, side by side, in `--rounds` rounds (3) of
+ * `--console-tasks` tasks (40,000): console off, alone and with a headless Chromium on
+ * about:blank; console on, with that Chromium on its Overview and with only a curl on its live
+ * stream (the console's own cost, apart from a browser's on the same machine).
  * `--browser-idle` runs the browser under SCHED_IDLE (`chrt --idle`), as a stand-in for an
  * operator's browser on another machine: Chromium raises its browser process to nice -8.
  *
  * `deno run -A bench/function_mode.ts [--tasks 20000] [--concurrency 16] [--profile DIR] [--console]
- * [--browser-idle] [--no-default-linger]`
+ * [--rounds 3] [--console-tasks 40000] [--browser-idle] [--no-default-linger]`
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -43,12 +44,15 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "16" },
     profile: { type: "string" },
     console: { type: "boolean", default: false },
+    rounds: { type: "string", default: "3" },
+    "console-tasks": { type: "string", default: "40000" },
     "no-default-linger": { type: "boolean", default: false },
     "browser-idle": { type: "boolean", default: false },
   },
 });
 const TASKS = Number(values.tasks);
 const CONCURRENCY = Number(values.concurrency);
+const CONSOLE_TASKS = Number(values["console-tasks"]);
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
 const CAP = Number(OPTIONS.find((o) => o.env === "MAX_RUNNING")?.default ?? 100);
@@ -146,10 +150,10 @@ async function endToEnd(
   const consolePort = viewer === "console" || viewer === "stream"
     ? 39_600 + Math.floor(Math.random() * 300)
     : 0;
-  // A browser on a blank page is open for the whole run; the others open once the console is.
-  let browser: Promise<OpenViewer> | undefined = viewer === "blank"
-    ? Promise.resolve(await openViewer("blank", "about:blank"))
-    : undefined;
+  // A browser is launched (on about:blank) before the runner, and shown the console once that
+  // is up: Chromium's launch and the page's load fall before the measured part of the run.
+  const open = viewer === "none" ? undefined : await openViewer(viewer);
+  let shown = viewer === "none" || viewer === "blank";
   const topic = unique("fnmode");
   await produce(brokers, topic, count);
   await using config = await functionsConfig({
@@ -172,13 +176,12 @@ async function endToEnd(
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  let browserCpuAtJoin: Promise<number> | undefined;
-  // Count outcome lines without parsing the rest: the bench must not be the bottleneck.
+  // Count outcome lines without parsing the rest: the bench must not be the bottleneck. The
+  // measured part begins once the runner has joined its group and the viewer shows the console.
   let outcomes = 0;
-  let joinedAt = 0;
-  let cpuAtJoin = 0;
-  let doneAt = 0;
-  let cpuAtDone = 0;
+  let joined = false;
+  let start: { at: number; outcomes: number; cpu: number; viewerCpu: number } | null = null;
+  let done: { at: number; cpu: number } | null = null;
   const decoder = new TextDecoder();
   let tail = "";
   for await (const chunk of child.stdout) {
@@ -186,42 +189,48 @@ async function endToEnd(
     const lines = text.split("\n");
     tail = lines.pop()!;
     for (const line of lines) {
-      if (consolePort !== 0 && line.includes("console on") && !browser) {
-        browser = openViewer(viewer, `http://127.0.0.1:${consolePort}/`);
-      }
-      if (joinedAt === 0 && line.includes("Joined group")) {
-        joinedAt = performance.now();
-        cpuAtJoin = cpuSeconds(child.pid);
+      if (consolePort !== 0 && line.includes("console on")) {
         // Not awaited: the runner's output must keep being read meanwhile.
-        browserCpuAtJoin = browser?.then((open) => open.cpuSeconds());
-      } else if (line.includes('"outcome":"ok"')) outcomes++;
+        open!.show(`http://127.0.0.1:${consolePort}/`).then(() => shown = true);
+      }
+      if (!joined && line.includes("Joined group")) joined = true;
+      else if (line.includes('"outcome":"ok"')) outcomes++;
       else if (line.includes('"outcome":')) throw new Error(`a task did not end ok: ${line}`);
     }
+    if (!start && joined && shown) {
+      if (outcomes > count / 4) {
+        throw new Error(`${outcomes} tasks ended before the viewer was open: raise --tasks`);
+      }
+      const at = performance.now();
+      start = { at, outcomes, cpu: cpuSeconds(child.pid), viewerCpu: open?.cpuSeconds() ?? 0 };
+    }
     if (outcomes >= count) {
-      doneAt = performance.now();
-      cpuAtDone = cpuSeconds(child.pid);
+      done = { at: performance.now(), cpu: cpuSeconds(child.pid) };
       break;
     }
   }
+  if (!start || !done) throw new Error("the runner's output ended before its tasks did");
   const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
   const rssMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-  const open = await browser;
-  const browserCpu = open ? open.cpuSeconds() - (await browserCpuAtJoin ?? 0) : undefined;
+  const viewerCpu = open ? open.cpuSeconds() - start.viewerCpu : undefined;
   await open?.close();
   child.kill("SIGTERM");
   await child.status;
+  const measured = outcomes - start.outcomes;
   return {
-    rate: count / ((doneAt - joinedAt) / 1000),
-    cpuMsPerTask: ((cpuAtDone - cpuAtJoin) * 1000) / count,
+    rate: measured / ((done.at - start.at) / 1000),
+    cpuMsPerTask: ((done.cpu - start.cpu) * 1000) / measured,
     rssMb,
-    ...(browserCpu === undefined ? {} : { browserCpuMsPerTask: (browserCpu * 1000) / count }),
+    ...(viewerCpu === undefined ? {} : { browserCpuMsPerTask: (viewerCpu * 1000) / measured }),
   };
 }
 
-/** A viewer that is open: a browser, or curl on the live stream. */
+/** A viewer, launched: a browser, or (once shown a URL) curl on the live stream. */
 interface OpenViewer {
   /** CPU seconds of all its processes so far. */
   cpuSeconds(): number;
+  /** Open the console at `url`; resolves once the page has loaded (curl: once started). */
+  show(url: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -233,36 +242,48 @@ interface OpenViewer {
 type Viewer = "none" | "blank" | "console" | "stream";
 
 /**
- * Open `viewer` on `url`. A browser is driven from a process of its own
+ * Launch `viewer` (not "none"). A browser is driven from a process of its own
  * (bench/console_viewer.ts), so that puppeteer's traffic cannot slow the bench's reading of the
  * runner's output.
  */
-async function openViewer(viewer: Viewer, url: string): Promise<OpenViewer> {
+async function openViewer(viewer: Exclude<Viewer, "none">): Promise<OpenViewer> {
   if (viewer === "stream") {
-    const curl = new Deno.Command("curl", { args: ["-sN", `${url}api/events`], stdout: "null" })
-      .spawn();
+    let curl: Deno.ChildProcess | undefined;
     return {
-      cpuSeconds: () => treeCpuSeconds(curl.pid),
+      cpuSeconds: () => curl ? treeCpuSeconds(curl.pid) : 0,
+      show: (url) => {
+        curl = new Deno.Command("curl", { args: ["-sN", `${url}api/events`], stdout: "null" })
+          .spawn();
+        return Promise.resolve();
+      },
       close: async () => {
-        curl.kill();
-        await curl.status;
+        curl?.kill();
+        await curl?.status;
       },
     };
   }
   const viewerArgs = ["run", "-A", fileURLToPath(new URL("./console_viewer.ts", import.meta.url))];
   const process = new Deno.Command(values["browser-idle"] ? "chrt" : Deno.execPath(), {
-    args: [...(values["browser-idle"] ? ["--idle", "0", Deno.execPath()] : []), ...viewerArgs, url],
+    args: [...(values["browser-idle"] ? ["--idle", "0", Deno.execPath()] : []), ...viewerArgs],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
   const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const { value } = await reader.read();
-  if (!value?.startsWith("open")) throw new Error(`the console viewer did not open ${url}`);
+  const expect = async (word: string) => {
+    const { value } = await reader.read();
+    if (!value?.startsWith(word)) throw new Error(`the console viewer did not say "${word}"`);
+  };
+  await expect("ready");
+  const stdin = process.stdin.getWriter();
   return {
     cpuSeconds: () => treeCpuSeconds(process.pid),
+    show: async (url) => {
+      await stdin.write(new TextEncoder().encode(`${url}\n`));
+      await expect("open");
+    },
     close: async () => {
-      await process.stdin.close();
+      await stdin.close();
       await reader.cancel();
       await process.status;
     },
@@ -325,23 +346,39 @@ row("runner peak RSS", `${fmt(e2e.rssMb)} MB`);
 row("reference bridge (eachBatch → one warm process, no ledger)", `${fmt(reference)} tasks/s`);
 row("ratio runner / reference bridge", fmt(e2e.rate / reference, 2));
 if (values.console) {
-  const none = await endToEnd(brokers, TASKS);
-  const blank = await endToEnd(brokers, TASKS, undefined, "blank");
-  const on = await endToEnd(brokers, TASKS, undefined, "console");
-  const stream = await endToEnd(brokers, TASKS, undefined, "stream");
-  const figures = (r: EndToEnd) =>
-    `${fmt(r.rate)} tasks/s, ${fmt(r.cpuMsPerTask, 3)} ms CPU/task, ${fmt(r.rssMb)} MB`;
-  console.log("\n== the console's cost: tasks/s, runner CPU per task, runner peak RSS ==");
-  row("console off, nothing else running", figures(none));
-  row("console off, a headless Chromium on about:blank", figures(blank));
-  row("console on, that Chromium on its Overview (live)", figures(on));
-  row("console on, curl on its live stream, no browser", figures(stream));
-  row("ratio console Overview / Chromium on about:blank", fmt(on.rate / blank.rate, 2));
-  row("ratio curl on the stream / nothing", fmt(stream.rate / none.rate, 2));
-  row("ratio Chromium on about:blank / nothing", fmt(blank.rate / none.rate, 2));
+  // Rounds in alternating order (forward, then backward), so that a drift over the runs (the
+  // broker's topics pile up; the machine warms) weighs on every viewer alike.
+  const ROUNDS = Number(values.rounds);
+  const viewers: Viewer[] = ["none", "blank", "console", "stream"];
+  const runs = new Map<Viewer, EndToEnd[]>(viewers.map((v) => [v, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const viewer of round % 2 === 0 ? viewers : [...viewers].reverse()) {
+      runs.get(viewer)!.push(await endToEnd(brokers, CONSOLE_TASKS, undefined, viewer));
+    }
+  }
+  const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+  const of = (viewer: Viewer, figure: (r: EndToEnd) => number) =>
+    median(runs.get(viewer)!.map(figure));
+  const figures = (v: Viewer) =>
+    `${fmt(of(v, (r) => r.rate))} tasks/s, ${fmt(of(v, (r) => r.cpuMsPerTask), 3)} ms CPU/task, ` +
+    `${fmt(Math.max(...runs.get(v)!.map((r) => r.rssMb)))} MB`;
+  const perRound = (a: Viewer, b: Viewer) =>
+    runs.get(a)!.map((r, i) => fmt(r.rate / runs.get(b)![i].rate, 2)).join(", ");
+  console.log(
+    `\n== the console's cost: ${ROUNDS} rounds of ${CONSOLE_TASKS} tasks; median tasks/s and ` +
+      `runner CPU per task, highest runner peak RSS ==`,
+  );
+  row("console off, nothing else running", figures("none"));
+  row("console off, a headless Chromium on about:blank", figures("blank"));
+  row("console on, that Chromium on its Overview (live)", figures("console"));
+  row("console on, curl on its live stream, no browser", figures("stream"));
+  row("ratio console Overview / Chromium on about:blank, per round", perRound("console", "blank"));
+  row("ratio curl on the stream / nothing, per round", perRound("stream", "none"));
+  row("ratio Chromium on about:blank / nothing, per round", perRound("blank", "none"));
   row(
     "the browser's CPU per task, about:blank / Overview",
-    `${fmt(blank.browserCpuMsPerTask!, 3)} / ${fmt(on.browserCpuMsPerTask!, 3)} ms`,
+    `${fmt(of("blank", (r) => r.browserCpuMsPerTask!), 3)} / ` +
+      `${fmt(of("console", (r) => r.browserCpuMsPerTask!), 3)} ms`,
   );
 }
 /** The broker's `group.coordinator.append.linger.ms`, as it reports it. */

@@ -20,6 +20,7 @@ interface Shown {
 declare const document: {
   querySelector(selector: string): Shown | null;
   querySelectorAll(selector: string): Iterable<Shown>;
+  dispatchEvent(event: Event): boolean;
 };
 
 /**
@@ -184,6 +185,30 @@ Deno.test("the console shows running tasks, outcomes and dead letters, and repla
     await waitForText(page, "#lag tbody", /\d/);
     await waitForText(page, "#by-function tbody", /declines\s+0\s+2/);
     await page.screenshot({ path: `${ROOT}docs/screenshots/console_overview.png` });
+
+    // A hidden tab closes its stream; shown again, it reads what runs now (a task started while
+    // it was hidden) and follows live again.
+    await page.goto(`${base}/#running`);
+    await waitForText(page, "#live", /^live$/);
+    const setHidden = (hidden: boolean) =>
+      page.evaluate((hidden) => {
+        Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+      }, hidden);
+    await setHidden(true);
+    await waitForText(page, "#live", /paused while hidden/);
+    assertEquals(await page.evaluate("state.events"), null, "no stream while hidden");
+    await kcatProduce(topic, JSON.stringify({ ms: 3000 }), { headers: { php_worker: "sleeps" } });
+    const runningNow = async () => await (await fetch(`${base}/api/running`)).text();
+    for (let i = 0; i < 100 && !(await runningNow()).includes("sleeps"); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assertMatch(await runningNow(), /sleeps/, "the task started while the tab was hidden");
+    assertEquals(await textOf(page, "#running-table tbody"), "", "the hidden page was not told");
+    await setHidden(false);
+    await waitForText(page, "#live", /^live$/);
+    await waitForText(page, "#running-table tbody", /sleeps/);
+    await waitForText(page, "#running-table tbody", /sleeps/, true);
 
     // Nothing the runner sent became markup, and no script ran from it.
     assertEquals(await page.$$eval("main img", (imgs) => imgs.length), 0);

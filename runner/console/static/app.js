@@ -392,8 +392,18 @@ async function loadFunctions() {
 /** The pages that list tasks: only they ask the runner for every task's start and end. */
 const TASK_PAGES = new Set(["running", "recent"]);
 
-/** The live stream, with task batches when the page shown lists tasks. */
+/**
+ * The live stream, with task batches when the page shown lists tasks. A hidden tab (another
+ * tab in front, a minimised window) has none: it costs the runner and the browser nothing until
+ * it is shown again.
+ */
 function connect() {
+  if (document.hidden) {
+    state.events?.close();
+    state.events = null;
+    $("live").textContent = "paused while hidden";
+    return;
+  }
   const withTasks = TASK_PAGES.has(state.page);
   if (state.events && state.events.withTasks === withTasks) return;
   state.events?.close();
@@ -440,7 +450,13 @@ async function start() {
     }
   });
   addEventListener("hashchange", () => show(location.hash.slice(1) || "overview"));
+  // Shown again: the page is read afresh and the stream reopened.
+  document.addEventListener(
+    "visibilitychange",
+    () => document.hidden ? connect() : show(state.page),
+  );
   setInterval(() => {
+    if (document.hidden) return;
     if (state.page === "running") renderRunning();
     if (state.page === "overview") loadLag();
   }, 2000);
