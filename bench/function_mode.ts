@@ -57,15 +57,18 @@ const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 const FUNCTIONS = fileURLToPath(new URL("./functions/", import.meta.url));
 const CAP = Number(OPTIONS.find((o) => o.env === "MAX_RUNNING")?.default ?? 100);
 
-/** User+sys CPU seconds of a process, from /proc. */
-function cpuSeconds(pid: number | "self"): number {
+/**
+ * User+sys CPU seconds of a process, from /proc; with `reaped`, plus those of its children that
+ * have exited and been waited for.
+ */
+function cpuSeconds(pid: number | "self", { reaped = false } = {}): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
-  return (fields[11] + fields[12]) / TICKS_PER_SECOND;
+  return (fields[11] + fields[12] + (reaped ? fields[13] + fields[14] : 0)) / TICKS_PER_SECOND;
 }
 
 /** 1. WarmSandboxes without Kafka, `CAP` tasks in flight as the runner would keep. */
-async function kafkaFree(count: number): Promise<number> {
+async function kafkaFree(count: number): Promise<{ rate: number; cpu: CpuShares }> {
   const warm = new WarmSandboxes({ concurrency: CONCURRENCY });
   const task: SandboxTask = {
     handler: "noop",
@@ -82,11 +85,12 @@ async function kafkaFree(count: number): Promise<number> {
     }
   };
   await run(CAP); // processes started, JIT warm
-  const started = performance.now();
+  const start = cpuSample("self", null);
   await Promise.all(Array.from({ length: CAP }, () => run(Math.ceil(count / CAP))));
-  const rate = (Math.ceil(count / CAP) * CAP) / ((performance.now() - started) / 1000);
+  const end = cpuSample("self", null);
+  const tasks = Math.ceil(count / CAP) * CAP;
   await warm.close();
-  return rate;
+  return { rate: tasks / ((end.at - start.at) / 1000), cpu: cpuShares(start, end, tasks) };
 }
 
 async function produce(brokers: string, topic: string, count: number): Promise<void> {
@@ -108,12 +112,17 @@ async function produce(brokers: string, topic: string, count: number): Promise<v
 interface EndToEnd {
   rate: number;
   cpuMsPerTask: number;
+  /** CPU per task by party, and the machine's busy share. */
+  cpu: CpuShares;
   rssMb: number;
   /** CPU of the browser's processes (and the puppeteer driving it) over the run, per task. */
   browserCpuMsPerTask?: number;
 }
 
-/** User+sys CPU seconds of `pid` and all its descendants, from /proc. */
+/**
+ * User+sys CPU seconds of `pid` and all its descendants, from /proc, with that of the children
+ * they have reaped (a warm process recycled after `maxTasks` has exited by the end of a run).
+ */
 function treeCpuSeconds(pid: number): number {
   const parents = new Map<number, number>();
   for (const entry of Deno.readDirSync("/proc")) {
@@ -131,12 +140,78 @@ function treeCpuSeconds(pid: number): number {
   for (const p of parents.keys()) {
     if (!inTree(p)) continue;
     try {
-      total += cpuSeconds(p);
+      total += cpuSeconds(p, { reaped: true });
     } catch {
       // exited meanwhile
     }
   }
   return total;
+}
+
+/** Busy CPU seconds of the whole machine (all cores; not idle, not iowait), from /proc/stat. */
+function machineBusySeconds(): number {
+  const [, ...ticks] = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/);
+  const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number);
+  return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+}
+
+/** The pid of the local broker (broker/kafka.sh) serving `brokers`, or null when not local. */
+function localBrokerPid(brokers: string): number | null {
+  const port = brokers.split(",")[0].split(":").pop();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (cmdline.includes("kafka.Kafka") && cmdline.includes(`/data-${port}/`)) {
+        return Number(entry.name);
+      }
+    } catch {
+      // exited meanwhile, or not ours to read
+    }
+  }
+  return null;
+}
+
+/** CPU per task of each party over a measured part, and how busy the machine was. */
+interface CpuShares {
+  /** Per task, ms: the process measured (the runner; the Kafka-free bench itself). */
+  mainMs: number;
+  /** Per task, ms: its child processes (the warm processes). */
+  childrenMs: number;
+  /** Per task, ms: the local broker, or null when the broker is not local. */
+  brokerMs: number | null;
+  /** Busy share of all cores over the measured part, 0-1. */
+  machineBusy: number;
+}
+
+/** Samples to take at the start and at the end of a measured part, for {@link CpuShares}. */
+function cpuSample(pid: number | "self", brokerPid: number | null) {
+  const self = pid === "self" ? Deno.pid : pid;
+  return {
+    at: performance.now(),
+    main: cpuSeconds(pid),
+    tree: treeCpuSeconds(self),
+    broker: brokerPid === null ? null : cpuSeconds(brokerPid),
+    machine: machineBusySeconds(),
+  };
+}
+
+function cpuShares(
+  start: ReturnType<typeof cpuSample>,
+  end: ReturnType<typeof cpuSample>,
+  tasks: number,
+): CpuShares {
+  const perTask = (seconds: number) => (seconds * 1000) / tasks;
+  const main = end.main - start.main;
+  return {
+    mainMs: perTask(main),
+    childrenMs: perTask(end.tree - start.tree - main),
+    brokerMs: start.broker === null || end.broker === null
+      ? null
+      : perTask(end.broker - start.broker),
+    machineBusy: (end.machine - start.machine) /
+      (((end.at - start.at) / 1000) * navigator.hardwareConcurrency),
+  };
 }
 
 /** 2. The runner, on `count` pre-produced tasks; its rate and CPU per task. */
@@ -180,8 +255,10 @@ async function endToEnd(
   // measured part begins once the runner has joined its group and the viewer shows the console.
   let outcomes = 0;
   let joined = false;
-  let start: { at: number; outcomes: number; cpu: number; viewerCpu: number } | null = null;
-  let done: { at: number; cpu: number } | null = null;
+  const brokerPid = localBrokerPid(brokers);
+  let start: { outcomes: number; sample: ReturnType<typeof cpuSample>; viewerCpu: number } | null =
+    null;
+  let done: ReturnType<typeof cpuSample> | null = null;
   const decoder = new TextDecoder();
   let tail = "";
   for await (const chunk of child.stdout) {
@@ -201,11 +278,11 @@ async function endToEnd(
       if (outcomes > count / 4) {
         throw new Error(`${outcomes} tasks ended before the viewer was open: raise --tasks`);
       }
-      const at = performance.now();
-      start = { at, outcomes, cpu: cpuSeconds(child.pid), viewerCpu: open?.cpuSeconds() ?? 0 };
+      const sample = cpuSample(child.pid, brokerPid);
+      start = { outcomes, sample, viewerCpu: open?.cpuSeconds() ?? 0 };
     }
     if (outcomes >= count) {
-      done = { at: performance.now(), cpu: cpuSeconds(child.pid) };
+      done = cpuSample(child.pid, brokerPid);
       break;
     }
   }
@@ -217,9 +294,11 @@ async function endToEnd(
   child.kill("SIGTERM");
   await child.status;
   const measured = outcomes - start.outcomes;
+  const cpu = cpuShares(start.sample, done, measured);
   return {
-    rate: measured / ((done.at - start.at) / 1000),
-    cpuMsPerTask: ((done.cpu - start.cpu) * 1000) / measured,
+    rate: measured / ((done.at - start.sample.at) / 1000),
+    cpuMsPerTask: cpu.mainMs,
+    cpu,
     rssMb,
     ...(viewerCpu === undefined ? {} : { browserCpuMsPerTask: (viewerCpu * 1000) / measured }),
   };
@@ -338,13 +417,21 @@ const reference = await referenceBridge({
   produce: (topic, count) => produce(brokers, topic, count),
 });
 const row = (label: string, value: string) => console.log(`${label.padEnd(58)} ${value}`);
-row("Kafka-free warm rate (WarmSandboxes, same settings)", `${fmt(free)} tasks/s`);
+row("Kafka-free warm rate (WarmSandboxes, same settings)", `${fmt(free.rate)} tasks/s`);
 row("end to end, the runner (function mode, log level info)", `${fmt(e2e.rate)} tasks/s`);
-row("ratio end to end / Kafka-free (target >= 0.7)", fmt(e2e.rate / free, 2));
+row("ratio end to end / Kafka-free (target >= 0.7)", fmt(e2e.rate / free.rate, 2));
 row("runner CPU per task (user+sys / tasks)", `${fmt(e2e.cpuMsPerTask, 3)} ms`);
 row("runner peak RSS", `${fmt(e2e.rssMb)} MB`);
 row("reference bridge (eachBatch → one warm process, no ledger)", `${fmt(reference)} tasks/s`);
 row("ratio runner / reference bridge", fmt(e2e.rate / reference, 2));
+// Where the machine's CPU goes, per task, in both: what bounds the end-to-end rate.
+const shares = (c: CpuShares, main: string) =>
+  `${main} ${fmt(c.mainMs, 3)} + warm processes ${fmt(c.childrenMs, 3)}` +
+  (c.brokerMs === null ? "" : ` + broker ${fmt(c.brokerMs, 3)}`) +
+  ` = ${fmt(c.mainMs + c.childrenMs + (c.brokerMs ?? 0), 3)} ms; machine ` +
+  `${fmt(100 * c.machineBusy, 0)}% busy`;
+row("CPU per task, Kafka-free", shares(free.cpu, "bench"));
+row("CPU per task, end to end", shares(e2e.cpu, "runner"));
 if (values.console) {
   // Rounds in alternating order (forward, then backward), so that a drift over the runs (the
   // broker's topics pile up; the machine warms) weighs on every viewer alike.

@@ -128,7 +128,7 @@ export const COMMAND_PLACEHOLDERS = ["name", "topic", "partition", "offset", "ke
 export interface WarmLimits {
   /** Tasks one process runs at the same time. @default 1 */
   concurrency?: number;
-  /** Tasks a process serves before it is replaced. @default 1000 */
+  /** Tasks a process serves before it is replaced. @default 10000 */
   maxTasks?: number;
   /** Age after which a process takes no new task, in ms. @default 300000 */
   maxAgeMs?: number;

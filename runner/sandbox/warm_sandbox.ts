@@ -29,7 +29,7 @@ export type { RecycleReason, SandboxOutput } from "./warm_process.ts";
 export interface WarmSandboxesOptions extends SpawnOptions {
   /** Tasks one process runs at the same time. @default 1 */
   concurrency?: number;
-  /** Tasks one process serves before it is recycled. @default 1000 */
+  /** Tasks one process serves before it is recycled. @default 10000 */
   maxTasks?: number;
   /** Age after which a process takes no new task (checked when a task is sent). @default 300000 */
   maxAgeMs?: number;
@@ -81,7 +81,7 @@ export class WarmSandboxes implements ProcessSource {
     };
     this.#spawn = spawnSettings(options, owner);
     this.#concurrency = check("concurrency", options.concurrency ?? 1);
-    this.#maxTasks = check("maxTasks", options.maxTasks ?? 1000);
+    this.#maxTasks = check("maxTasks", options.maxTasks ?? 10_000);
     this.#maxAgeMs = check("maxAgeMs", options.maxAgeMs ?? 300_000);
     this.#idleTimeoutMs = check("idleTimeoutMs", options.idleTimeoutMs ?? 60_000);
     if (
