@@ -46,6 +46,13 @@ export class PartitionBook {
   readonly #states = new PartitionMap<PartitionState>();
   /** States forgotten after a failed commit, until their partition is read again. */
   readonly #forgotten = new PartitionMap<PartitionState>();
+  /**
+   * Offsets of tasks that ended here while their partition was not held (revoked by a
+   * rebalance while they ran): no commit of this process could record them, so if the
+   * partition comes back, its state read from Kafka still lists them as started. Taken over
+   * when it is read again; at most the tasks in flight at each revocation.
+   */
+  readonly #endedUnheld = new PartitionMap<Set<bigint>>();
   /** States being read from the group's committed offsets. */
   readonly #loading = new PartitionMap<Promise<PartitionState>>();
   /** The partitions of the last assignment (null before the first). */
@@ -67,8 +74,14 @@ export class PartitionBook {
    */
   finished(tp: TopicPartition, offset: bigint): PartitionState | undefined {
     const state = this.#states.get(tp) ?? this.#forgotten.get(tp);
-    state?.ledger.final(offset);
-    state?.unrecorded.add(offset);
+    if (state) {
+      state.ledger.final(offset);
+      state.unrecorded.add(offset);
+    } else {
+      const ended = this.#endedUnheld.get(tp) ?? new Set<bigint>();
+      ended.add(offset);
+      this.#endedUnheld.set(tp, ended);
+    }
     return this.#states.get(tp);
   }
 
@@ -131,7 +144,9 @@ export class PartitionBook {
       ledger.adopt(BigInt(job.message.offset), job.policy.atMostOnce);
     }
     for (const offset of this.#forgotten.get(tp)?.unrecorded ?? []) ledger.adoptFinished(offset);
+    for (const offset of this.#endedUnheld.get(tp) ?? []) ledger.adoptFinished(offset);
     this.#forgotten.delete(tp);
+    this.#endedUnheld.delete(tp);
     // Started by the previous owner below its committed offset: never fetched again here.
     for (const lost of ledger.takeLostBelow()) {
       this.#options.reporter.skipped(tp, lost.toString(), true);

@@ -364,3 +364,17 @@ Deno.test("after a failed commit, a task that finished here unrecorded is not na
   await f.dispatcher.flushCommits();
   assertEquals(last(f.commits), { offset: "2", metadata: "" });
 });
+
+Deno.test("a partition revoked and assigned back: a task that ended here meanwhile is not named lost", async () => {
+  const f = fixture();
+  await f.dispatcher.ingest(TP, [message(0)], control); // committed: offset 1, 0 started
+  f.dispatcher.retain([]); // revoked (a rebalance): 0 runs on
+  await f.end(0); // ends while the partition is not held: no commit can record it
+  f.dispatcher.retain([TP]); // assigned back: read again, Kafka still says 0 started
+  await flushMicrotasks();
+  await f.dispatcher.ingest(TP, [message(1)], control);
+  assertEquals(f.events.filter((e) => e.startsWith("skipped")), []);
+  await f.end(1);
+  await f.dispatcher.flushCommits();
+  assertEquals(last(f.commits), { offset: "2", metadata: "" });
+});
