@@ -47,10 +47,10 @@ export class PartitionBook {
   /** States forgotten after a failed commit, until their partition is read again. */
   readonly #forgotten = new PartitionMap<PartitionState>();
   /**
-   * Offsets of tasks that ended here while their partition was not held (revoked by a
-   * rebalance while they ran): no commit of this process could record them, so if the
-   * partition comes back, its state read from Kafka still lists them as started. Taken over
-   * when it is read again; at most the tasks in flight at each revocation.
+   * Offsets of tasks that ended here with no commit recording it before their partition was
+   * revoked (a commit failed, or they ended after the revocation): if the partition comes back,
+   * its state read from Kafka still lists them as started. Taken over when it is read again;
+   * at most the tasks in flight or unrecorded at each revocation.
    */
   readonly #endedUnheld = new PartitionMap<Set<bigint>>();
   /** States being read from the group's committed offsets. */
@@ -100,12 +100,26 @@ export class PartitionBook {
     const kept = new PartitionMap<true>();
     for (const tp of assigned) kept.set(tp, true);
     this.#assigned = kept;
-    for (const [tp] of this.entries()) if (!kept.has(tp)) this.#states.delete(tp);
-    for (const [tp] of [...this.#forgotten.entries()]) {
-      if (!kept.has(tp)) this.#forgotten.delete(tp);
+    for (const [tp, state] of this.entries()) {
+      if (kept.has(tp)) continue;
+      this.#states.delete(tp);
+      this.#keepUnrecorded(tp, state);
+    }
+    for (const [tp, state] of [...this.#forgotten.entries()]) {
+      if (kept.has(tp)) continue;
+      this.#forgotten.delete(tp);
+      this.#keepUnrecorded(tp, state);
     }
     for (const tp of assigned) this.load(tp).catch(() => {});
     return kept;
+  }
+
+  /** Tasks of a dropped state that ended without a commit recording it, for a later read. */
+  #keepUnrecorded(tp: TopicPartition, state: PartitionState): void {
+    if (state.unrecorded.size === 0) return;
+    const ended = this.#endedUnheld.get(tp) ?? new Set<bigint>();
+    for (const offset of state.unrecorded) ended.add(offset);
+    this.#endedUnheld.set(tp, ended);
   }
 
   /** Forget `state` of `tp` (its commit failed): it is read again from Kafka. */
@@ -143,8 +157,11 @@ export class PartitionBook {
     for (const job of this.#options.startedHere(tp)) {
       ledger.adopt(BigInt(job.message.offset), job.policy.atMostOnce);
     }
-    for (const offset of this.#forgotten.get(tp)?.unrecorded ?? []) ledger.adoptFinished(offset);
-    for (const offset of this.#endedUnheld.get(tp) ?? []) ledger.adoptFinished(offset);
+    // Finished here and not yet recorded by a commit: still unrecorded in the new state, until
+    // one of its commits succeeds (if that fails too, the next read needs them again).
+    for (const offset of this.#forgotten.get(tp)?.unrecorded ?? []) state.unrecorded.add(offset);
+    for (const offset of this.#endedUnheld.get(tp) ?? []) state.unrecorded.add(offset);
+    for (const offset of state.unrecorded) ledger.adoptFinished(offset);
     this.#forgotten.delete(tp);
     this.#endedUnheld.delete(tp);
     // Started by the previous owner below its committed offset: never fetched again here.

@@ -378,3 +378,34 @@ Deno.test("a partition revoked and assigned back: a task that ended here meanwhi
   await f.dispatcher.flushCommits();
   assertEquals(last(f.commits), { offset: "2", metadata: "" });
 });
+
+Deno.test("a partition revoked after a failed commit and assigned back: a task that ended before is not named lost", async () => {
+  const f = fixture();
+  await f.dispatcher.ingest(TP, [message(0)], control); // committed: offset 1, 0 started
+  f.failCommits();
+  await f.end(0); // 0 is ok, but the commit recording it fails (the coordinator is gone)
+  f.unfailCommits();
+  f.dispatcher.retain([]); // the member rejoins: revoked with its end unrecorded
+  f.dispatcher.retain([TP]); // assigned back: read again, Kafka still says 0 started
+  await flushMicrotasks();
+  await f.dispatcher.ingest(TP, [message(1)], control);
+  assertEquals(f.events.filter((e) => e.startsWith("skipped")), []);
+  await f.end(1);
+  await f.dispatcher.flushCommits();
+  assertEquals(last(f.commits), { offset: "2", metadata: "" });
+});
+
+Deno.test("after two failed commits in a row, a task that finished here unrecorded is still not named lost", async () => {
+  const f = fixture();
+  await f.dispatcher.ingest(TP, [message(0)], control); // committed: offset 1, 0 started
+  f.failCommits();
+  await f.end(0); // 0 is ok, but the commit recording it fails
+  await f.dispatcher.ingest(TP, [message(1)], control).catch(() => {}); // forgets the state
+  await f.dispatcher.ingest(TP, [message(1)], control).catch(() => {}); // read again, fails again
+  f.unfailCommits();
+  await f.dispatcher.ingest(TP, [message(1)], control); // read a third time: Kafka says 0 started
+  assertEquals(f.events.filter((e) => e.startsWith("skipped")), []);
+  await f.end(1);
+  await f.dispatcher.flushCommits();
+  assertEquals(last(f.commits), { offset: "2", metadata: "" });
+});
