@@ -8,6 +8,9 @@
  * 3. the least any bridge must do: kafkajs `eachBatch` → one warm Deno process over a pipe,
  *    no ledger, no logs, no commits (bench/reference_bridge.ts).
  *
+ * 1 and 2 run at `warm.concurrency` `--concurrency` (16), then again at the default, 1 (one warm
+ * process per task in flight: 100 at the cap).
+ *
  * 4. at-most-once function mode latency at light load next to the commit round trip on the same
  *    broker (bench/commit_latency.ts), on the bench broker and, unless `--no-default-linger`, on
  *    a second local broker with Kafka's default `group.coordinator.append.linger.ms` (5 ms).
@@ -68,8 +71,11 @@ function cpuSeconds(pid: number | "self", { reaped = false } = {}): number {
 }
 
 /** 1. WarmSandboxes without Kafka, `CAP` tasks in flight as the runner would keep. */
-async function kafkaFree(count: number): Promise<{ rate: number; cpu: CpuShares }> {
-  const warm = new WarmSandboxes({ concurrency: CONCURRENCY });
+async function kafkaFree(
+  count: number,
+  concurrency = CONCURRENCY,
+): Promise<{ rate: number; cpu: CpuShares }> {
+  const warm = new WarmSandboxes({ concurrency });
   const task: SandboxTask = {
     handler: "noop",
     file: `${FUNCTIONS}noop.ts`,
@@ -220,6 +226,7 @@ async function endToEnd(
   count: number,
   profileDir?: string,
   viewer: Viewer = "none",
+  concurrency = CONCURRENCY,
 ): Promise<EndToEnd> {
   // The console is on (a listener on a port) for the viewers that use it.
   const consolePort = viewer === "console" || viewer === "stream"
@@ -232,7 +239,7 @@ async function endToEnd(
   const topic = unique("fnmode");
   await produce(brokers, topic, count);
   await using config = await functionsConfig({
-    noop: { isolation: "function", warm: { concurrency: CONCURRENCY } },
+    noop: { isolation: "function", warm: { concurrency } },
   });
   const args = runTaskArgs();
   if (profileDir) args.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
@@ -432,6 +439,18 @@ const shares = (c: CpuShares, main: string) =>
   `${fmt(100 * c.machineBusy, 0)}% busy`;
 row("CPU per task, Kafka-free", shares(free.cpu, "bench"));
 row("CPU per task, end to end", shares(e2e.cpu, "runner"));
+if (CONCURRENCY !== 1) {
+  // The default warm.concurrency (1): one process per task in flight, 100 at the cap.
+  const free1 = await kafkaFree(TASKS, 1);
+  const e2e1 = await endToEnd(brokers, TASKS, undefined, "none", 1);
+  console.log(`\n== the same with warm.concurrency 1 (the default): ${CAP} warm processes ==`);
+  row("Kafka-free warm rate", `${fmt(free1.rate)} tasks/s`);
+  row("end to end, the runner", `${fmt(e2e1.rate)} tasks/s`);
+  row("ratio end to end / Kafka-free (target >= 0.7)", fmt(e2e1.rate / free1.rate, 2));
+  row("runner peak RSS (target < 150 MB)", `${fmt(e2e1.rssMb)} MB`);
+  row("CPU per task, Kafka-free", shares(free1.cpu, "bench"));
+  row("CPU per task, end to end", shares(e2e1.cpu, "runner"));
+}
 if (values.console) {
   // Rounds in alternating order (forward, then backward), so that a drift over the runs (the
   // broker's topics pile up; the machine warms) weighs on every viewer alike.
