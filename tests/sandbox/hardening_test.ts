@@ -42,13 +42,19 @@ function runnerDenoDir(): string {
   return Deno.env.get("DENO_DIR") ?? join(Deno.env.get("HOME") ?? "/root", ".cache", "deno");
 }
 
-/** Absolute paths of two packages in the runner's npm cache, checked to be there. */
+/**
+ * Absolute paths of two of the runner's own packages in its npm cache (there whenever the
+ * runner has run: its imports in deno.json), checked to be there.
+ */
 function cachedPackages(): string[] {
   const registry = join(runnerDenoDir(), "npm", "registry.npmjs.org");
-  const paths = [join(registry, "kafkajs", "2.2.4", "index.js")];
-  for (const version of Deno.readDirSync(join(registry, "is-number"))) {
-    if (version.isDirectory) paths.push(join(registry, "is-number", version.name, "index.js"));
-  }
+  const { imports } = JSON.parse(
+    Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)),
+  ) as { imports: Record<string, string> };
+  const paths = ["kafkajs", "prom-client"].map((name) => {
+    const version = imports[name].slice(`npm:${name}@`.length);
+    return join(registry, name, version, "index.js");
+  });
   for (const path of paths) assert(Deno.statSync(path).isFile, `${path} is in the npm cache`);
   return paths;
 }
