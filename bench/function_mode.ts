@@ -154,7 +154,10 @@ function treeCpuSeconds(pid: number): number {
   return total;
 }
 
-/** Busy CPU seconds of the whole machine (all cores; not idle, not iowait), from /proc/stat. */
+/**
+ * Busy CPU seconds of the whole machine (all cores), from /proc/stat: all but idle and iowait,
+ * steal included (time the host took from this VM's cores is capacity the run did not get).
+ */
 function machineBusySeconds(): number {
   const [, ...ticks] = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/);
   const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number);
