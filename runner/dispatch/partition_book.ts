@@ -78,9 +78,7 @@ export class PartitionBook {
       state.ledger.final(offset);
       state.unrecorded.add(offset);
     } else {
-      const ended = this.#endedUnheld.get(tp) ?? new Set<bigint>();
-      ended.add(offset);
-      this.#endedUnheld.set(tp, ended);
+      this.#keepEnded(tp, [offset]);
     }
     return this.#states.get(tp);
   }
@@ -103,23 +101,22 @@ export class PartitionBook {
     for (const [tp, state] of this.entries()) {
       if (kept.has(tp)) continue;
       this.#states.delete(tp);
-      this.#keepUnrecorded(tp, state);
+      this.#keepEnded(tp, state.unrecorded);
     }
     for (const [tp, state] of [...this.#forgotten.entries()]) {
       if (kept.has(tp)) continue;
       this.#forgotten.delete(tp);
-      this.#keepUnrecorded(tp, state);
+      this.#keepEnded(tp, state.unrecorded);
     }
     for (const tp of assigned) this.load(tp).catch(() => {});
     return kept;
   }
 
-  /** Tasks of a dropped state that ended without a commit recording it, for a later read. */
-  #keepUnrecorded(tp: TopicPartition, state: PartitionState): void {
-    if (state.unrecorded.size === 0) return;
+  /** Keep `offsets`, ended here with no commit recording them, for a later read of `tp`. */
+  #keepEnded(tp: TopicPartition, offsets: Iterable<bigint>): void {
     const ended = this.#endedUnheld.get(tp) ?? new Set<bigint>();
-    for (const offset of state.unrecorded) ended.add(offset);
-    this.#endedUnheld.set(tp, ended);
+    for (const offset of offsets) ended.add(offset);
+    if (ended.size > 0) this.#endedUnheld.set(tp, ended);
   }
 
   /** Forget `state` of `tp` (its commit failed): it is read again from Kafka. */

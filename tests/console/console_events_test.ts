@@ -18,10 +18,9 @@ const TASK = {
   timeoutMs: 1000,
 };
 
-/** The event names a stream of `path` sends within `ms` while a task starts and ends. */
-async function eventsOf(path: string, ms: number): Promise<string[]> {
-  const board = new TaskBoard();
-  const server = new ConsoleServer({
+/** A console server on `board`, with nothing else running and no Kafka behind it. */
+function serverOn(board: TaskBoard): ConsoleServer {
+  return new ConsoleServer({
     state: {
       running: 0,
       maxRunning: 1,
@@ -34,6 +33,12 @@ async function eventsOf(path: string, ms: number): Promise<string[]> {
     access: new ConsoleAccess({ token: null }),
     tickMs: 60_000,
   });
+}
+
+/** The event names a stream of `path` sends within `ms` while a task starts and ends. */
+async function eventsOf(path: string, ms: number): Promise<string[]> {
+  const board = new TaskBoard();
+  const server = serverOn(board);
   const response = await server.handle(new Request(`http://127.0.0.1${path}`))!;
   const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
   board.started(TASK);
@@ -78,19 +83,7 @@ Deno.test("a browser that goes away stops its stream: no listener is left on the
       };
     }
   }
-  const server = new ConsoleServer({
-    state: {
-      running: 0,
-      maxRunning: 1,
-      saturated: false,
-      prewarmedIdle: 0,
-      warmProcesses: 0,
-      board: new CountingBoard(),
-    },
-    data: {} as ConsoleData,
-    access: new ConsoleAccess({ token: null }),
-    tickMs: 60_000,
-  });
+  const server = serverOn(new CountingBoard());
   const http = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     (request) => server.handle(request) ?? new Response("not found", { status: 404 }),
